@@ -1,0 +1,212 @@
+"""Configuration as plain typed dataclasses, loaded from YAML.
+
+Every option lives here with its default; ``configs/example.yaml`` documents
+them all. :func:`load_config` rejects unknown keys and values of the wrong
+type or outside their allowed set, naming the offending key
+(e.g. ``model.attention``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+from regard.errors import RegardError
+
+RNNType = Literal["gru", "lstm"]
+Scorer = Literal["dot", "general", "concat", "none"]
+
+
+@dataclass
+class DataConfig:
+    """Where the parallel text lives. Paths are relative to the config file."""
+
+    train_src: str = ""
+    train_tgt: str = ""
+    valid_src: str = ""
+    valid_tgt: str = ""
+    max_len: int = 100  # training pairs longer than this (in subwords) are skipped
+    valid_max_sentences: int = 500  # BLEU is computed on at most this many valid sentences
+
+
+@dataclass
+class TokenizerConfig:
+    """SentencePiece subword models, one per language, trained on the training data."""
+
+    type: Literal["unigram", "bpe"] = "unigram"
+    src_vocab_size: int = 8000
+    tgt_vocab_size: int = 8000
+    character_coverage: float = 1.0
+    max_training_sentences: int = 500000
+
+
+@dataclass
+class ModelConfig:
+    """The encoder–decoder. ``attention: none`` gives the traditional model."""
+
+    rnn: RNNType = "gru"
+    embedding_size: int = 256
+    encoder_hidden: int = 256  # per direction
+    encoder_layers: int = 1
+    bidirectional: bool = True
+    decoder_hidden: int = 512
+    decoder_layers: int = 1
+    attention: Scorer = "general"
+    input_feeding: bool = True
+    dropout: float = 0.2
+    tied_embeddings: bool = False  # decoder input and output embeddings share weights
+    init_range: float = 0.1  # uniform(-r, r) initialisation; 0 keeps PyTorch defaults
+
+
+@dataclass
+class SearchConfig:
+    """Decoding used for validation BLEU and as the default for translation."""
+
+    beam: int = 5
+    length_penalty: float = 1.0  # GNMT alpha; 0 disables
+    max_ratio: float = 2.0  # max output subwords = max_ratio * source subwords + 4
+
+
+@dataclass
+class TrainConfig:
+    """The training loop."""
+
+    out_dir: str = "runs/model"
+    seed: int = 1
+    threads: int = 0  # torch threads; 0 = all cores
+    batch_tokens: int = 2000  # target tokens per batch (padding included)
+    max_steps: int = 20000
+    max_epochs: int = 100
+    max_minutes: float = 0.0  # stop after this much training time; 0 = no limit
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    schedule: Literal["constant", "inverse_sqrt", "linear"] = "constant"
+    min_lr: float = 0.0
+    clip_norm: float = 1.0
+    label_smoothing: float = 0.1
+    bf16: bool = False  # bfloat16 autocast for matrix products (fp32 master weights)
+    eval_every: int = 1000
+    eval_beam: int = 1  # beam used for validation BLEU (1 = greedy, fastest)
+    patience: int = 0  # stop after this many evaluations without improvement; 0 = never
+    log: Literal["csv", "tensorboard"] = "csv"
+    keep_best_by: Literal["bleu", "loss"] = "bleu"
+
+
+@dataclass
+class Config:
+    """The whole configuration tree."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON/YAML serialisable)."""
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a YAML config file; relative data paths resolve against its folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise RegardError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise RegardError(f"{path}: not valid YAML: {err}") from None
+    cfg = config_from_dict(raw or {}, source=str(path))
+    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
+        value = getattr(cfg.data, name)
+        if value and not Path(value).is_absolute():
+            setattr(cfg.data, name, str((path.parent / value).resolve()))
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
+    """Build a :class:`Config` from nested dicts, checking every key and value."""
+    cfg = _build(Config, raw, prefix="", source=source)
+    validate(cfg, source)
+    return cfg
+
+
+def config_to_json(cfg: Config) -> str:
+    return json.dumps(cfg.to_dict(), indent=2)
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise RegardError(f"{source}: '{prefix.rstrip('.') or 'top level'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in raw.items():
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise RegardError(f"{source}: unknown key '{prefix}{key}'{hint}; allowed: {', '.join(names)}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value, f"{prefix}{key}.", source)
+        else:
+            kwargs[key] = _check_value(kind, value, f"{prefix}{key}", source)
+    return cls(**kwargs)
+
+
+def _check_value(kind: Any, value: Any, key: str, source: str) -> Any:
+    origin = get_origin(kind)
+    if origin is Literal:
+        choices = get_args(kind)
+        if value not in choices:
+            raise RegardError(f"{source}: '{key}' must be one of {list(choices)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError("union types are not used in Config")  # pragma: no cover
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is bool and not isinstance(value, bool):
+        raise RegardError(f"{source}: '{key}' must be true or false, got {value!r}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise RegardError(f"{source}: '{key}' must be an integer, got {value!r}")
+    if not isinstance(value, kind):
+        raise RegardError(f"{source}: '{key}' must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Check value ranges and combinations that types alone cannot express."""
+    m, t, s = cfg.model, cfg.train, cfg.search
+    positive = {
+        "model.embedding_size": m.embedding_size, "model.encoder_hidden": m.encoder_hidden,
+        "model.encoder_layers": m.encoder_layers, "model.decoder_hidden": m.decoder_hidden,
+        "model.decoder_layers": m.decoder_layers, "train.batch_tokens": t.batch_tokens,
+        "train.max_steps": t.max_steps, "train.eval_every": t.eval_every, "search.beam": s.beam,
+        "tokenizer.src_vocab_size": cfg.tokenizer.src_vocab_size,
+        "tokenizer.tgt_vocab_size": cfg.tokenizer.tgt_vocab_size, "data.max_len": cfg.data.max_len,
+        "train.lr": t.lr, "search.max_ratio": s.max_ratio, "train.eval_beam": t.eval_beam,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise RegardError(f"{source}: '{key}' must be positive, got {value}")
+    if not 0.0 <= m.dropout < 1.0:
+        raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
+    if not 0.0 <= t.label_smoothing < 1.0:
+        raise RegardError(f"{source}: 'train.label_smoothing' must be in [0, 1), got {t.label_smoothing}")
+    enc_out = m.encoder_hidden * (2 if m.bidirectional else 1)
+    if m.attention == "dot" and enc_out != m.decoder_hidden:
+        raise RegardError(
+            f"{source}: 'model.attention: dot' needs encoder outputs ({enc_out}) "
+            f"the size of the decoder state (model.decoder_hidden = {m.decoder_hidden})")
+    if m.tied_embeddings and m.embedding_size != m.decoder_hidden:
+        raise RegardError(
+            f"{source}: 'model.tied_embeddings' needs model.embedding_size == model.decoder_hidden "
+            f"({m.embedding_size} != {m.decoder_hidden})")

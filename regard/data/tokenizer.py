@@ -1,0 +1,90 @@
+"""SentencePiece subword tokenisation, trained by Regard and saved with the model.
+
+Ids 0–3 are reserved: ``<pad>``, ``<unk>``, ``<s>`` (begin), ``</s>`` (end).
+A piece beginning with ``▁`` (U+2581) starts a new whitespace-separated word,
+which is how attention is aggregated from subwords to words.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterable
+
+import sentencepiece as spm
+
+from regard.data.text import normalize
+from regard.errors import RegardError
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+WORD_START = "\u2581"
+
+
+class Tokenizer:
+    """A trained SentencePiece model: text ↔ subword ids, and pieces → words."""
+
+    def __init__(self, model_proto: bytes):
+        self.proto = model_proto
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(model_proto)
+        except Exception as err:  # sentencepiece raises plain RuntimeError/OSError
+            raise RegardError(f"corrupt SentencePiece model: {err}") from None
+
+    @classmethod
+    def train(cls, sentences: Iterable[str], vocab_size: int, model_type: str = "unigram",
+              character_coverage: float = 1.0, max_sentences: int = 500000) -> Tokenizer:
+        """Train a subword model on normalised sentences (the vocab may end up smaller)."""
+        out = io.BytesIO()
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(list(sentences)), model_writer=out, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=character_coverage,
+            input_sentence_size=max_sentences, shuffle_input_sentence=True,
+            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
+            normalization_rule_name="identity", num_threads=2,
+            minloglevel=2)
+        return cls(out.getvalue())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Tokenizer:
+        path = Path(path)
+        if not path.is_file():
+            raise RegardError(f"tokenizer model not found: {path}")
+        return cls(path.read_bytes())
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.proto)
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Normalised text → subword ids (no BOS/EOS)."""
+        return self.sp.encode(normalize(text), out_type=int)
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        return self.sp.encode([normalize(t) for t in texts], out_type=int)
+
+    def decode(self, ids: list[int]) -> str:
+        """Subword ids → detokenised text (special ids dropped)."""
+        return self.sp.decode([i for i in ids if i > EOS])
+
+    def pieces(self, ids: list[int]) -> list[str]:
+        return [self.sp.id_to_piece(i) for i in ids]
+
+    def words(self, ids: list[int]) -> tuple[list[str], list[int]]:
+        """Group subwords into words.
+
+        Returns ``(words, word_of_piece)`` where ``word_of_piece[j]`` is the
+        index of the word that piece ``j`` belongs to.
+        """
+        groups: list[list[int]] = []
+        word_of_piece: list[int] = []
+        for i in ids:
+            piece = self.sp.id_to_piece(i)
+            if not groups or piece.startswith(WORD_START):
+                groups.append([])
+            groups[-1].append(i)
+            word_of_piece.append(len(groups) - 1)
+        words = [self.sp.decode(g) or self.sp.id_to_piece(g[0]) for g in groups]
+        return words, word_of_piece

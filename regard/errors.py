@@ -1,0 +1,14 @@
+"""User-facing errors.
+
+Anything that is the user's mistake (a missing file, a bad config key, a corrupt
+checkpoint) raises :class:`RegardError`. The command line prints its message
+without a traceback; the library lets callers catch it.
+"""
+
+
+class RegardError(Exception):
+    """An error caused by input or configuration, with a message for a person."""
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C or SIGTERM after saving ``last/`` (resume with --resume)."""

@@ -1,0 +1,102 @@
+"""Attention: score every encoder state, softmax, and take the weighted sum.
+
+Three scorers (Luong et al. 2015), chosen by name, plus ``none``:
+
+=========  ==========================================  ============================
+name       score(h_t, h̄_s)                             keys precomputed per sentence
+=========  ==========================================  ============================
+dot        h_tᵀ h̄_s                                    h̄_s
+general    h_tᵀ W h̄_s                                  W h̄_s
+concat     vᵀ tanh(W [h_t; h̄_s]) = vᵀ tanh(W_q h_t +   W_k h̄_s
+           W_k h̄_s)  (Bahdanau's additive MLP)
+none       — (context is the encoder's final state)     the final state
+=========  ==========================================  ============================
+
+Shapes: B batch, S source length, D encoder state size, H decoder state size,
+A attention size (concat only). ``mask`` is (B, S), True at real tokens;
+padded positions get weight exactly 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Base class: :meth:`prepare` once per sentence, :meth:`forward` each step."""
+
+    def prepare(self, memory: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        """Project the encoder states once. memory (B, S, D), final (B, D) → keys."""
+        return memory
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query (B, H), keys (B, S, ·) → scores (B, S)."""
+        raise NotImplementedError
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
+                mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return context (B, D) and weights (B, S) that sum to 1 over real positions."""
+        scores = self.score(query, keys).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        context = torch.bmm(weights.unsqueeze(1).to(memory.dtype), memory).squeeze(1)
+        return context, weights
+
+
+class DotAttention(Attention):
+    """score = h_tᵀ h̄_s (needs D == H)."""
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+
+
+class GeneralAttention(DotAttention):
+    """score = h_tᵀ W h̄_s; W h̄_s is computed once per sentence."""
+
+    def __init__(self, query_size: int, memory_size: int):
+        super().__init__()
+        self.W = nn.Linear(memory_size, query_size, bias=False)
+
+    def prepare(self, memory: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        return self.W(memory)  # (B, S, H)
+
+
+class ConcatAttention(Attention):
+    """score = vᵀ tanh(W_q h_t + W_k h̄_s) (Bahdanau); W_k h̄_s once per sentence."""
+
+    def __init__(self, query_size: int, memory_size: int, attention_size: int | None = None):
+        super().__init__()
+        size = attention_size or query_size
+        self.W_q = nn.Linear(query_size, size, bias=True)
+        self.W_k = nn.Linear(memory_size, size, bias=False)
+        self.v = nn.Linear(size, 1, bias=False)
+
+    def prepare(self, memory: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        return self.W_k(memory)  # (B, S, A)
+
+    def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        return self.v(torch.tanh(keys + self.W_q(query).unsqueeze(1))).squeeze(2)
+
+
+class NoAttention(Attention):
+    """The traditional encoder–decoder: every step sees only the final encoder state."""
+
+    def prepare(self, memory: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
+        return final  # (B, D)
+
+    def forward(self, query, keys, memory, mask):
+        return keys, None
+
+
+def build_attention(name: str, query_size: int, memory_size: int) -> Attention:
+    """The scorer called ``name`` (dot, general, concat or none)."""
+    if name == "dot":
+        if query_size != memory_size:
+            raise ValueError(f"dot attention needs equal sizes, got {query_size} and {memory_size}")
+        return DotAttention()
+    scorers = {"general": GeneralAttention, "concat": ConcatAttention}
+    if name == "none":
+        return NoAttention()
+    if name not in scorers:
+        raise ValueError(f"unknown attention {name!r}; choose dot, general, concat or none")
+    return scorers[name](query_size, memory_size)

@@ -1,0 +1,46 @@
+"""The attention diagram: target words down, source words across, darker = more attention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from regard.errors import RegardError  # noqa: E402
+
+
+def plot_attention(weights: list[list[float]], source: list[str], target: list[str], path: str | Path,
+                   title: str | None = None) -> Path:
+    """Draw a (len(target) × len(source)) weight matrix as a labelled heat map PNG."""
+    if weights is None:
+        raise RegardError("this model has no attention (attention: none): nothing to draw")
+    if len(weights) != len(target) or any(len(row) != len(source) for row in weights):
+        raise ValueError(f"weights must be {len(target)}×{len(source)}")
+    width = max(4.0, 0.65 * len(source) + 2.0)
+    height = max(3.0, 0.5 * len(target) + 1.8)
+    fig, ax = plt.subplots(figsize=(width, height))
+    image = ax.imshow(weights, cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(source)), labels=source, rotation=45, ha="left", fontsize=11)
+    ax.set_yticks(range(len(target)), labels=target, fontsize=11)
+    ax.xaxis.tick_top()
+    ax.set_xlabel("source")
+    ax.set_ylabel("translation")
+    ax.xaxis.set_label_position("top")
+    if len(source) * len(target) <= 400:
+        for i, row in enumerate(weights):
+            for j, w in enumerate(row):
+                if w >= 0.05:
+                    ax.text(j, i, f"{w:.2f}", ha="center", va="center", fontsize=8,
+                            color="white" if w > 0.6 else "black")
+    fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
+    if title:
+        fig.suptitle(title, fontsize=10, y=0.02, va="bottom")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

@@ -1,0 +1,86 @@
+"""Batched greedy decoding, and what every search returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from regard.data.tokenizer import BOS, EOS
+from regard.model.seq2seq import Seq2Seq
+
+
+@dataclass
+class Hypothesis:
+    """One output sentence.
+
+    tokens: target subword ids, without ``</s>``
+    score: log-probability (including ``</s>``) divided by the length penalty
+    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``; None
+        for ``attention: none``
+    """
+
+    tokens: list[int]
+    score: float
+    attention: torch.Tensor | None
+
+
+def length_penalty(length: int | torch.Tensor, alpha: float):
+    """GNMT length penalty ((5 + |Y|) / 6)^alpha; 1 when alpha is 0."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_lengths: torch.Tensor, max_ratio: float) -> torch.Tensor:
+    """Most output tokens (before ``</s>``) allowed per sentence: ratio × source + 4."""
+    return (src_lengths.float() * max_ratio).long() + 4
+
+
+def step_log_probs(model: Seq2Seq, prev: torch.Tensor, state, enc):
+    """Run the decoder one step from tokens ``prev`` (N,) → log-probs (N, V), state, weights."""
+    out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
+    return torch.log_softmax(model.decoder.logits(out).float(), dim=-1), state, weights
+
+
+def force_eos(log_probs: torch.Tensor, must_end: torch.Tensor) -> torch.Tensor:
+    """Rows where ``must_end`` (N,) is True may only produce ``</s>``."""
+    if must_end.any():
+        forced = torch.full_like(log_probs[0], float("-inf"))
+        forced[EOS] = 0.0
+        log_probs = torch.where(must_end.unsqueeze(1), forced, log_probs)
+    return log_probs
+
+
+@torch.no_grad()
+def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, max_ratio: float = 2.0,
+                  alpha: float = 0.0) -> list[Hypothesis]:
+    """Pick the most probable word at every step, for a whole batch at once.
+
+    src (B, S), src_lengths (B,) → one :class:`Hypothesis` per sentence.
+    """
+    enc = model.encode(src, src_lengths)
+    state = model.decoder.init_state(enc)
+    B = src.shape[0]
+    limit = max_lengths(src_lengths, max_ratio)
+    prev = torch.full((B,), BOS, dtype=torch.long)
+    done = torch.zeros(B, dtype=torch.bool)
+    total = torch.zeros(B)
+    tokens, weights = [], []
+    for t in range(int(limit.max()) + 1):
+        log_probs, state, w = step_log_probs(model, prev, state, enc)
+        log_probs = force_eos(log_probs, limit <= t)
+        best, prev = log_probs.max(dim=-1)
+        total += torch.where(done, 0.0, best)
+        tokens.append(prev)
+        weights.append(w)
+        done = done | (prev == EOS)
+        if done.all():
+            break
+    tokens_bt = torch.stack(tokens, dim=1)  # (B, T)
+    attn = torch.stack(weights, dim=1) if weights[0] is not None else None  # (B, T, S)
+    hyps = []
+    for b in range(B):
+        row = tokens_bt[b].tolist()
+        n = row.index(EOS) if EOS in row else len(row)
+        att = attn[b, : n + 1, : int(src_lengths[b])].float() if attn is not None else None
+        hyps.append(Hypothesis(row[:n], float(total[b]) / length_penalty(n + 1, alpha), att))
+    return hyps

@@ -1,0 +1,133 @@
+"""The Python API: load a trained model and translate text.
+
+>>> from regard import Translator
+>>> t = Translator.load("runs/demo/model")
+>>> out = t.translate(["the black cat ate the mouse"], beam=5)[0]
+>>> out.text, out.score, out.target_words, out.word_attention  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from regard.config import Config
+from regard.data.batching import pad
+from regard.data.tokenizer import Tokenizer
+from regard.model.seq2seq import Seq2Seq
+from regard.search.beam import beam_search
+from regard.search.greedy import Hypothesis, greedy_search
+from regard.training.checkpoint import load_model_dir
+
+
+def word_attention(attention: list[list[float]], src_word_of_piece: list[int],
+                   tgt_word_of_piece: list[int]) -> list[list[float]]:
+    """Subword attention (T, S) → word attention (T_words, S_words).
+
+    A source word receives the sum of its pieces' weights (so rows still sum
+    to 1); a target word's row is the average of its pieces' rows.
+    """
+    n_src = max(src_word_of_piece, default=-1) + 1
+    n_tgt = max(tgt_word_of_piece, default=-1) + 1
+    summed = [[0.0] * n_src for _ in range(n_tgt)]
+    counts = [0] * n_tgt
+    for row, tw in zip(attention, tgt_word_of_piece):
+        counts[tw] += 1
+        for weight, sw in zip(row, src_word_of_piece):
+            summed[tw][sw] += weight
+    return [[w / counts[i] for w in summed[i]] for i in range(n_tgt)]
+
+
+@dataclass
+class Translation:
+    """One translation of one source sentence, with its alignment.
+
+    ``attention`` is (target pieces × source pieces); ``word_attention`` is
+    (target words × source words), rows summing to 1. Both are None for a
+    model without attention.
+    """
+
+    source: str
+    text: str
+    score: float
+    source_tokens: list[str]
+    tokens: list[str]
+    source_words: list[str]
+    target_words: list[str]
+    attention: list[list[float]] | None = None
+    word_attention: list[list[float]] | None = None
+    token_ids: list[int] = field(default_factory=list, repr=False)
+
+    def to_dict(self) -> dict:
+        data = dict(self.__dict__)
+        data.pop("token_ids")
+        return data
+
+
+class Translator:
+    """A trained model with its tokenizers, ready to translate batches of text."""
+
+    def __init__(self, model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer):
+        self.model = model.eval()
+        self.cfg = cfg
+        self.src_tok = src_tok
+        self.tgt_tok = tgt_tok
+
+    @classmethod
+    def load(cls, path: str | Path) -> Translator:
+        """Load from a model folder (or a training run folder: its ``best/``)."""
+        return cls(*load_model_dir(path))
+
+    @property
+    def has_attention(self) -> bool:
+        return self.model.has_attention
+
+    def translate(self, texts: list[str], beam: int | None = None, **options) -> list[Translation]:
+        """Best translation of each text (see :meth:`translate_nbest` for options)."""
+        return [hyps[0] for hyps in self.translate_nbest(texts, beam=beam, nbest=1, **options)]
+
+    def translate_nbest(self, texts: list[str], beam: int | None = None, nbest: int = 1,
+                        length_penalty: float | None = None, max_ratio: float | None = None,
+                        batch_size: int = 64) -> list[list[Translation]]:
+        """``nbest`` translations of each text, best first.
+
+        beam: 1 is greedy search; None uses the model's configured beam.
+        Empty texts give an empty translation.
+        """
+        beam = beam or self.cfg.search.beam
+        alpha = self.cfg.search.length_penalty if length_penalty is None else length_penalty
+        ratio = max_ratio or self.cfg.search.max_ratio
+        if not 1 <= nbest <= beam:
+            raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
+        ids = self.src_tok.encode_batch(texts)
+        results: list[list[Translation]] = [[] for _ in texts]
+        order = sorted((i for i in range(len(texts)) if ids[i]), key=lambda i: len(ids[i]))
+        per_batch = max(1, batch_size // beam) if beam > 1 else batch_size
+        for start in range(0, len(order), per_batch):
+            chunk = order[start:start + per_batch]
+            src, lengths = pad([ids[i] for i in chunk])
+            with torch.inference_mode():
+                if beam == 1:
+                    found = [[h] for h in greedy_search(self.model, src, lengths, ratio, alpha)]
+                else:
+                    found = beam_search(self.model, src, lengths, beam, nbest, alpha, ratio)
+            for i, hyps in zip(chunk, found):
+                results[i] = [self._describe(texts[i], ids[i], h) for h in hyps]
+        for i, text in enumerate(texts):
+            if not ids[i]:
+                results[i] = [Translation(text, "", 0.0, [], [], [], [], [] if self.has_attention else None,
+                                          [] if self.has_attention else None)]
+        return results
+
+    def _describe(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
+        src_words, src_map = self.src_tok.words(src_ids)
+        tgt_words, tgt_map = self.tgt_tok.words(hyp.tokens)
+        attention = words = None
+        if hyp.attention is not None:
+            attention = hyp.attention[: len(hyp.tokens)].tolist()  # drop the </s> row
+            words = word_attention(attention, src_map, tgt_map)
+        return Translation(source, self.tgt_tok.decode(hyp.tokens), hyp.score,
+                           self.src_tok.pieces(src_ids), self.tgt_tok.pieces(hyp.tokens),
+                           src_words, tgt_words, attention, words, hyp.tokens)
