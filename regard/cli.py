@@ -23,6 +23,9 @@ EXAMPLES = """examples:
   regard train --config configs/example.yaml
   regard translate --model runs/demo/model --beam 5 < input.en > output.fr
   regard plot --model runs/demo/model "the black cat ate the mouse" -o cat.png
+  regard serve --model att=runs/demo/attention --model none=runs/demo/baseline --port 8000
+  regard data fetch multi30k --from ../shared/data
+  regard evaluate --model runs/att --model runs/none --corpus multi30k --json-out r.json --plot bleu.png
 """
 
 
@@ -116,7 +119,170 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from regard.demo import run_demo
-    run_demo(args.out, args.minutes, args.baseline_minutes, args.seed)
+    run_demo(args.out, args.steps, args.baseline_steps, args.seed)
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> None:
+    from regard.data.corpora import fetch, fetched_summary
+    folder = fetch(args.name, args.cache, args.from_dir, log=lambda message: print(message, file=sys.stderr))
+    print(fetched_summary(folder))
+
+
+def cmd_data_list(args: argparse.Namespace) -> None:
+    from regard.data.corpora import CORPORA, default_cache, describe
+    cache = Path(args.cache).expanduser() if args.cache else default_cache()
+    for corpus in CORPORA.values():
+        fetched = (cache / corpus.name / "corpus.json").is_file()
+        print(f"{describe(corpus)}\n  cached: {cache / corpus.name if fetched else 'no'}")
+
+
+def pairs_from_args(args: argparse.Namespace, allow_empty: bool):
+    """Pairs from --tsv, or from --src and --tgt (``regard data split`` and ``clean``)."""
+    from regard.data.corpora import read_pairs
+    if len(args.suffixes.split(",")) != 2:
+        raise RegardError(f"--suffixes must be two names separated by a comma, got {args.suffixes!r}")
+    if args.tsv and not (args.src or args.tgt):
+        return read_pairs(args.tsv, None, args.columns, allow_empty)
+    if args.src and args.tgt and not args.tsv:
+        return read_pairs(args.src, args.tgt, allow_empty=allow_empty)
+    raise RegardError("give either --tsv FILE or both --src FILE and --tgt FILE")
+
+
+def cmd_data_split(args: argparse.Namespace) -> None:
+    from regard.data.corpora import grouped_split, write_split
+    split = grouped_split(pairs_from_args(args, allow_empty=False), args.valid, args.test, args.seed)
+    write_split(split, Path(args.out), tuple(args.suffixes.split(",")))
+    sizes = ", ".join(f"{name} {len(pairs)}" for name, pairs in split.items())
+    print(f"wrote {args.out}/{{train,valid,test}}.{{{args.suffixes}}}: {sizes} pairs (seed {args.seed})")
+
+
+def cmd_data_clean(args: argparse.Namespace) -> None:
+    from regard.data.cleaning import clean_pairs, format_report
+    from regard.data.corpora import write_split
+    kept, report = clean_pairs(pairs_from_args(args, allow_empty=True), args.max_words, args.max_ratio,
+                               not args.keep_duplicates)
+    print(format_report(report, args.tsv or args.src))
+    if args.out:
+        out = Path(args.out)
+        write_split({out.name: kept}, out.parent, tuple(args.suffixes.split(",")))
+        print(f"wrote {out}.{{{args.suffixes}}}", file=sys.stderr)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from regard.evaluation import (BUCKETS, evaluate_model, format_result, parse_buckets, plot_bleu_by_length,
+                                   read_test_set, write_json)
+    if args.corpus and not (args.src or args.ref):
+        from regard.data.corpora import split_files
+        src, ref = split_files(args.corpus, args.split)
+    elif args.src and args.ref and not args.corpus:
+        src, ref = args.src, args.ref
+    else:
+        raise RegardError("give --src and --ref, or --corpus NAME (with --split)")
+    if args.name and len(args.name) != len(args.model):
+        raise RegardError(f"{len(args.name)} --name for {len(args.model)} --model: give one per model or none")
+    if args.beam is not None and args.beam < 1:
+        raise RegardError(f"--beam must be at least 1, got {args.beam}")
+    edges = parse_buckets(args.buckets) if args.buckets else BUCKETS
+    sources, references = read_test_set(src, ref)
+    results = []
+    for i, model in enumerate(args.model):
+        results.append(evaluate_model(model, sources, references, args.beam, edges,
+                                      args.name[i] if args.name else None))
+        print(format_result(results[-1]), flush=True)
+    if args.json_out:
+        write_json({"source": str(src), "reference": str(ref), "results": results}, args.json_out)
+        print(f"wrote {args.json_out}", file=sys.stderr)
+    if args.plot:
+        title = f"{args.corpus} {args.split}" if args.corpus else f"{Path(src).name} → {Path(ref).name}"
+        print(f"wrote {plot_bleu_by_length(results, args.plot, title=title)}", file=sys.stderr)
+
+
+def cmd_plot_bleu(args: argparse.Namespace) -> None:
+    from regard.evaluation import load_results, plot_bleu_by_length
+    print(f"wrote {plot_bleu_by_length(load_results(args.results), args.output, args.title)}", file=sys.stderr)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from regard.serving import ServeSettings, create_app
+    from regard.serving.models import load_models
+    settings = ServeSettings(max_chars=args.max_chars, max_texts=args.max_texts, max_beam=args.max_beam)
+    if min(settings.max_chars, settings.max_texts, settings.max_beam) < 1:
+        raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1")
+    models = load_models(args.model)
+    print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
+    uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
+
+
+def add_serve_parser(sub) -> None:
+    """``regard serve``: the attention explorer page and REST API."""
+    p = sub.add_parser("serve", help="web page and REST API: translate and see the attention in a browser")
+    p.add_argument("--model", required=True, action="append", metavar="[NAME=]DIR",
+                   help="model folder, optionally named; repeat to compare models side by side (first = default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--max-chars", type=int, default=1000, help="longest text accepted, in characters (default 1000)")
+    p.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64)")
+    p.add_argument("--max-beam", type=int, default=10, help="largest beam a request may ask for (default 10)")
+    p.set_defaults(func=cmd_serve)
+
+
+def add_data_parser(sub) -> None:
+    """``regard data {list,fetch,split,clean}``."""
+    data = sub.add_parser("data", help="public corpora: list, fetch (with checksums), split, clean")
+    cmds = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    p = cmds.add_parser("list", help="the corpus catalogue, with licences and what is cached")
+    p.add_argument("--cache", help="cache folder (default: $REGARD_CACHE or ~/.cache/regard)")
+    p.set_defaults(func=cmd_data_list)
+    p = cmds.add_parser("fetch", help="download a corpus (or copy it --from a folder) into the cache")
+    p.add_argument("name", help="corpus name (see 'regard data list')")
+    p.add_argument("--from", dest="from_dir", metavar="DIR",
+                   help="take a local copy from DIR (the corpus folder or its parent) instead of downloading")
+    p.add_argument("--cache", help="cache folder (default: $REGARD_CACHE or ~/.cache/regard)")
+    p.set_defaults(func=cmd_data_fetch)
+    for name, helptext in (("split", "train/valid/test split, grouped so no source sentence is in two splits"),
+                           ("clean", "drop empty, too long, badly proportioned and duplicate pairs, with a report")):
+        p = cmds.add_parser(name, help=helptext)
+        p.add_argument("--tsv", help="tab-separated source<TAB>target file (.gz accepted)")
+        p.add_argument("--columns", type=int, default=2, help="fields per TSV line; the first two are used")
+        p.add_argument("--src", help="source file, one sentence per line (with --tgt)")
+        p.add_argument("--tgt", help="target file, line-aligned with --src")
+        p.add_argument("--suffixes", default="en,fr", help="file suffixes of the two sides (default: en,fr)")
+        if name == "split":
+            p.add_argument("--out", required=True, help="folder for {train,valid,test}.{en,fr}")
+            p.add_argument("--seed", type=int, default=1)
+            p.add_argument("--valid", type=int, default=2000, help="validation pairs (at least; default 2000)")
+            p.add_argument("--test", type=int, default=2000, help="test pairs (at least; default 2000)")
+            p.set_defaults(func=cmd_data_split)
+        else:
+            p.add_argument("--max-words", type=int, default=80, help="drop pairs with more words a side (0 = off)")
+            p.add_argument("--max-ratio", type=float, default=4.0, help="drop pairs with a longer character-length "
+                           "ratio (0 = off)")
+            p.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate pairs")
+            p.add_argument("--out", metavar="PREFIX", help="write the kept pairs to PREFIX.en and PREFIX.fr")
+            p.set_defaults(func=cmd_data_clean)
+
+
+def add_evaluate_parsers(sub) -> None:
+    """``regard evaluate`` and ``regard plot-bleu``."""
+    p = sub.add_parser("evaluate", help="BLEU (with signature), chrF and BLEU by sentence length of models")
+    p.add_argument("--model", required=True, action="append", help="model folder; repeat to compare models")
+    p.add_argument("--name", action="append", help="label of each --model in the output (default: folder name)")
+    p.add_argument("--src", help="source sentences, one per line")
+    p.add_argument("--ref", help="reference translations, line-aligned with --src")
+    p.add_argument("--corpus", help="use a fetched corpus's split instead of --src/--ref")
+    p.add_argument("--split", default="test", help="split of --corpus (default: test)")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's)")
+    p.add_argument("--buckets", help="upper edges of the length buckets in source words (default: 8,12,16,20)")
+    p.add_argument("--json-out", help="write scores, signatures, buckets and translations as JSON")
+    p.add_argument("--plot", help="PNG of BLEU against source length, one line per model")
+    p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("plot-bleu", help="draw BLEU by sentence length from 'evaluate --json-out' files")
+    p.add_argument("results", nargs="+", help="JSON files written by 'regard evaluate --json-out'")
+    p.add_argument("-o", "--output", default="bleu_by_length.png", help="PNG file (default: bleu_by_length.png)")
+    p.add_argument("--title", help="chart title")
+    p.set_defaults(func=cmd_plot_bleu)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,10 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="train on the built-in English→French grammar, translate, draw")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--minutes", type=float, default=1.5, help="training time of the attention model")
-    p.add_argument("--baseline-minutes", type=float, default=1.0, help="training time of the attention: none model")
+    p.add_argument("--steps", type=int, default=1200, help="training steps of the attention model (default 1200)")
+    p.add_argument("--baseline-steps", type=int, default=1200,
+                   help="training steps of the attention: none model (default 1200, the same budget)")
     p.add_argument("--seed", type=int, default=1)
     p.set_defaults(func=cmd_demo)
+    add_data_parser(sub)
+    add_evaluate_parsers(sub)
+    add_serve_parser(sub)
     return parser
 
 

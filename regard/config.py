@@ -35,6 +35,10 @@ class DataConfig:
     valid_tgt: str = ""
     max_len: int = 100  # training pairs longer than this (in subwords) are skipped
     valid_max_sentences: int = 500  # BLEU is computed on at most this many valid sentences
+    corpus: str = ""  # a fetched corpus (regard data fetch NAME): fills train/valid paths left empty
+    max_words: int = 80  # cleaning: drop training pairs with more words on a side; 0 = no limit
+    max_ratio: float = 4.0  # cleaning: drop pairs whose longer side has > this × the characters; 0 = off
+    dedupe: bool = True  # cleaning: drop exact duplicate training pairs
 
 
 @dataclass
@@ -197,6 +201,14 @@ def validate(cfg: Config, source: str = "config") -> None:
     for key, value in positive.items():
         if value <= 0:
             raise RegardError(f"{source}: '{key}' must be positive, got {value}")
+    if cfg.data.corpus:
+        from regard.data.corpora import get_corpus
+        try:
+            get_corpus(cfg.data.corpus)
+        except RegardError as err:
+            raise RegardError(f"{source}: 'data.corpus': {err}") from None
+    if cfg.data.max_words < 0 or (cfg.data.max_ratio and cfg.data.max_ratio < 1):
+        raise RegardError(f"{source}: 'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1")
     if not 0.0 <= m.dropout < 1.0:
         raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.label_smoothing < 1.0:

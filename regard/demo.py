@@ -27,16 +27,17 @@ from regard.translator import Translator
 BUCKETS = [(1, 5), (6, 8), (9, 11), (12, 14), (15, 99)]
 
 
-def demo_config(out: Path, attention: str = "general", minutes: float = 1.5, seed: int = 1) -> Config:
-    """A small model that learns the grammar in a couple of minutes on 2 CPU cores."""
+def demo_config(out: Path, attention: str = "general", steps: int = 1200, seed: int = 1,
+                max_minutes: float = 3.0) -> Config:
+    """A small model that learns the grammar in about two minutes on 2 CPU cores."""
     return Config(
         tokenizer=TokenizerConfig(src_vocab_size=200, tgt_vocab_size=200),
         model=ModelConfig(embedding_size=64, encoder_hidden=128, decoder_hidden=256, attention=attention,
                           dropout=0.1),
         search=SearchConfig(beam=5, length_penalty=1.0),
-        train=TrainConfig(out_dir=str(out), seed=seed, batch_tokens=1500, max_steps=100000,
-                          max_minutes=minutes, lr=3e-3, schedule="constant", label_smoothing=0.0,
-                          eval_every=400, clip_norm=1.0),
+        train=TrainConfig(out_dir=str(out), seed=seed, batch_tokens=1500, max_steps=steps,
+                          max_minutes=max_minutes, lr=3e-3, schedule="constant", label_smoothing=0.0,
+                          eval_every=max(1, steps // 3), clip_norm=1.0),
     )
 
 
@@ -66,9 +67,12 @@ def prepare_out_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_demo(out: str | Path, minutes: float = 1.5, baseline_minutes: float = 1.0, seed: int = 1,
-             show_progress: bool = True) -> dict:
-    """Train both models, write ``model/``, ``attention.png``, ``demo.json``; return the summary."""
+def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, seed: int = 1,
+             show_progress: bool = True, max_minutes: float = 3.0) -> dict:
+    """Train both models, write ``model/``, ``attention.png``, ``demo.json``; return the summary.
+
+    Each model trains for its number of steps or ``max_minutes``, whichever comes first (0: no limit).
+    """
     out = Path(out)
     prepare_out_dir(out)
     train_pairs, heldout = demo_splits(seed=seed)
@@ -76,9 +80,10 @@ def run_demo(out: str | Path, minutes: float = 1.5, baseline_minutes: float = 1.
     as_tuples = lambda pairs: [(p.en, p.fr) for p in pairs]  # noqa: E731
     data = (as_tuples(train_pairs), as_tuples(valid))
     results = {}
-    for name, attention, budget in (("attention", "general", minutes), ("baseline", "none", baseline_minutes)):
-        print(f"\n== training the {name} model (attention: {attention}, {budget:g} min) ==", flush=True)
-        train(demo_config(out / name, attention, budget, seed), data=data, show_progress=show_progress)
+    for name, attention, budget in (("attention", "general", steps), ("baseline", "none", baseline_steps)):
+        print(f"\n== training the {name} model (attention: {attention}, {budget} steps) ==", flush=True)
+        cfg = demo_config(out / name, attention, budget, seed, max_minutes)
+        train(cfg, data=data, show_progress=show_progress)
         results[name] = accuracy_by_length(Translator.load(out / name), test)
     write_atomically(out / "model", lambda tmp: _copy_files(out / "attention" / "best", tmp))
     translator = Translator.load(out / "model")

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gzip
 import re
 import unicodedata
+import zlib
+from itertools import zip_longest
 from pathlib import Path
 from typing import Iterator
 
@@ -40,19 +42,33 @@ def read_lines(path: str | Path, allow_empty: bool = False) -> Iterator[str]:
     UTF-8, or for an empty line when ``allow_empty`` is false.
     """
     path = Path(path)
+    for number, line in decoded_lines(path):
+        line = normalize(line)
+        if not line and not allow_empty:
+            raise RegardError(f"{path}:{number}: empty line")
+        yield line
+
+
+def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """Yield ``(1-based line number, raw decoded line)`` of a UTF-8 (optionally gzipped) file.
+
+    Nothing is normalised (tabs survive). Raises RegardError naming the file
+    and line for invalid UTF-8 or corrupt gzip data.
+    """
+    path = Path(path)
     if not path.is_file():
         raise RegardError(f"file not found: {path}")
+    number = 0
     with _open_text(path) as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise RegardError(
-                    f"{path}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
-            line = normalize(line)
-            if not line and not allow_empty:
-                raise RegardError(f"{path}:{number}: empty line")
-            yield line
+        try:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    yield number, raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as err:
+                    raise RegardError(
+                        f"{path}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
+        except (OSError, EOFError, zlib.error) as err:
+            raise RegardError(f"{path}:{number + 1}: cannot read: {err}") from None
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
@@ -70,3 +86,41 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str,
     if not src:
         raise RegardError(f"{src_path}: no sentences")
     return list(zip(src, tgt))
+
+
+def iter_parallel(src_path: str | Path, tgt_path: str | Path,
+                  allow_empty: bool = False) -> Iterator[tuple[str, str]]:
+    """Stream normalised (source, target) pairs from two line-aligned files (.gz accepted).
+
+    Raises RegardError naming file and line for invalid UTF-8, an empty line
+    (unless ``allow_empty``), or the first line of the longer file that has
+    no counterpart in the shorter one.
+    """
+    src = read_lines(src_path, allow_empty)
+    tgt = read_lines(tgt_path, allow_empty)
+    for number, (s, t) in enumerate(zip_longest(src, tgt), start=1):
+        if s is None or t is None:
+            longer, shorter = (tgt_path, src_path) if s is None else (src_path, tgt_path)
+            raise RegardError(f"{longer}:{number}: no matching line in {shorter}, which has only "
+                              f"{number - 1} lines: source and target files must be line-aligned")
+        yield s, t
+
+
+def read_tsv(path: str | Path, columns: int = 2, allow_empty: bool = False) -> Iterator[tuple[str, str]]:
+    """Stream normalised pairs from a tab-separated file whose first two columns are a pair.
+
+    Every line must have exactly ``columns`` tab-separated fields (Tatoeba's
+    2019 release has 2; later manythings releases add a third, attribution,
+    column: pass ``columns=3``). Extra columns are ignored. Raises RegardError
+    naming file and line for a wrong field count, invalid UTF-8, or an empty
+    field (unless ``allow_empty``).
+    """
+    path = Path(path)
+    for number, line in decoded_lines(path):
+        fields = line.split("\t")
+        if len(fields) != columns:
+            raise RegardError(f"{path}:{number}: expected {columns} tab-separated fields, found {len(fields)}")
+        pair = normalize(fields[0]), normalize(fields[1])
+        if not allow_empty and not all(pair):
+            raise RegardError(f"{path}:{number}: empty {'source' if not pair[0] else 'target'} field")
+        yield pair

@@ -42,11 +42,11 @@ def step_log_probs(model: Seq2Seq, prev: torch.Tensor, state, enc):
 
 
 def force_eos(log_probs: torch.Tensor, must_end: torch.Tensor) -> torch.Tensor:
-    """Rows where ``must_end`` (N,) is True may only produce ``</s>``."""
+    """Rows where ``must_end`` (N,) is True may only produce ``</s>`` (keeping its true log-prob)."""
     if must_end.any():
-        forced = torch.full_like(log_probs[0], float("-inf"))
-        forced[EOS] = 0.0
-        log_probs = torch.where(must_end.unsqueeze(1), forced, log_probs)
+        only_eos = torch.full_like(log_probs, float("-inf"))
+        only_eos[:, EOS] = log_probs[:, EOS]
+        log_probs = torch.where(must_end.unsqueeze(1), only_eos, log_probs)
     return log_probs
 
 

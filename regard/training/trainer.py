@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from tqdm import tqdm
 
 from regard.config import Config
 from regard.data.batching import Example, batch_indices, collate
-from regard.data.text import read_parallel
+from regard.data.cleaning import clean_pairs, format_report
+from regard.data.corpora import fill_data_paths
+from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import Tokenizer
 from regard.errors import Interrupted, RegardError
 from regard.model.seq2seq import Seq2Seq
@@ -45,6 +48,7 @@ class Progress:
     best_score: float | None = None
     bad_evals: int = 0
     elapsed: float = 0.0
+    train_loss: float | None = None  # moving average, logged and shown in the progress bar
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -76,11 +80,19 @@ def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: 
 
 
 def load_pairs(cfg: Config) -> tuple[Pairs, Pairs]:
+    """Cleaned training pairs (the cleaning report goes to stderr) and the validation pairs."""
     d = cfg.data
+    if d.corpus:
+        fill_data_paths(d)
     for key in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
         if not getattr(d, key):
             raise RegardError(f"config: 'data.{key}' is not set")
-    return read_parallel(d.train_src, d.train_tgt), read_parallel(d.valid_src, d.valid_tgt)
+    train_pairs, report = clean_pairs(iter_parallel(d.train_src, d.train_tgt, allow_empty=True),
+                                      d.max_words, d.max_ratio, d.dedupe)
+    print(format_report(report, d.train_src), file=sys.stderr)
+    if not train_pairs:
+        raise RegardError(f"{d.train_src}: no training pairs left after cleaning")
+    return train_pairs, read_parallel(d.valid_src, d.valid_tgt)
 
 
 @torch.no_grad()
@@ -231,7 +243,7 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     log = ScalarLog(out, t.log)
     bar = tqdm(total=t.max_steps, initial=progress.step, disable=not show_progress, unit="step", mininterval=1.0,
                dynamic_ncols=True)
-    start, tokens, busy, loss_avg = time.time() - progress.elapsed, 0, 1e-9, 0.0
+    start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
     model.train()
     with stop_requests() as stop:
         for idx in epoch_batches(examples, cfg, progress):
@@ -242,12 +254,13 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
             progress.step += 1
             progress.elapsed = time.time() - start
             tokens, busy = tokens + batch.n_tokens, busy + time.perf_counter() - tic
-            loss_avg = loss if progress.step == 1 else 0.95 * loss_avg + 0.05 * loss
+            avg = progress.train_loss
+            progress.train_loss = loss if avg is None else 0.95 * avg + 0.05 * loss
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_avg:.3f}", tok_s=f"{tokens / busy:.0f}", epoch=progress.epoch)
+            bar.set_postfix(loss=f"{progress.train_loss:.3f}", tok_s=f"{tokens / busy:.0f}", epoch=progress.epoch)
             done = progress.step >= t.max_steps or 0 < t.max_minutes * 60 <= progress.elapsed
             if done or progress.step % t.eval_every == 0:
-                done = run.validate(log, bar, lr=lr, train_loss=loss_avg, tok_s=tokens / busy) or done
+                done = run.validate(log, bar, lr=lr, train_loss=progress.train_loss, tok_s=tokens / busy) or done
                 tokens, busy = 0, 1e-9
             if stop[0] and not done:
                 run.save("last")
@@ -257,7 +270,7 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
             if done:
                 break
         else:  # every epoch used up
-            run.validate(log, bar, lr=lr_at(progress.step, cfg), train_loss=loss_avg, tok_s=tokens / busy)
+            run.validate(log, bar, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss, tok_s=tokens / busy)
     bar.close()
     log.close()
     return out

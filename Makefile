@@ -1,0 +1,26 @@
+# Regard: one command to run the demo, one to run the tests.
+#   make demo   create .venv, install pinned dependencies, train + translate the demo
+#   make test   same install, then the test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/regard demo --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf runs .pytest_cache

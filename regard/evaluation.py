@@ -1,0 +1,171 @@
+"""Scoring a model on a test set: BLEU, chrF, and BLEU by source sentence length.
+
+Every score is sacreBLEU's, computed on detokenised text after the
+normalisation shared with training (:func:`regard.data.text.normalize`):
+
+* ``bleu``: cased BLEU (sacreBLEU's default 13a tokenisation), the number to
+  report, with its signature;
+* ``chrf``: chrF2, with its signature;
+* ``bleu_lc``: sacreBLEU with ``lowercase=True, tokenize='13a'``, for a rough
+  comparison with published Multi30k results, which are lower-cased BLEU on
+  Moses-tokenised text (multi-bleu.perl): close, not identical;
+* ``buckets``: cased BLEU of the sentences whose source has 1–7, 8–11, 12–15,
+  16–19 and 20+ words (Multi30k captions are short), the analogue of
+  Bahdanau et al. (2015), Figure 2, drawn by :func:`plot_bleu_by_length`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from sacrebleu.metrics import BLEU, CHRF
+
+from regard.data.text import iter_parallel
+from regard.errors import RegardError
+
+BUCKETS = (1, 8, 12, 16, 20)  # lower edges (source words): 1–7, 8–11, 12–15, 16–19, 20+
+LC_NOTE = ("sacreBLEU lowercase=True tokenize=13a on detokenised text; approximates the lower-cased "
+           "tokenised BLEU of published Multi30k results (multi-bleu.perl on Moses tokens), not identical")
+
+
+def bucket_labels(edges: Sequence[int]) -> list[str]:
+    """``(1, 8, 12)`` → ``["1-7", "8-11", "12+"]``."""
+    return [f"{lo}-{hi - 1}" for lo, hi in zip(edges, edges[1:])] + [f"{edges[-1]}+"]
+
+
+def parse_buckets(text: str) -> tuple[int, ...]:
+    """``"8,12,16,20"`` (upper bucket edges) → ``(1, 8, 12, 16, 20)``."""
+    try:
+        edges = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise RegardError(f"--buckets must be comma-separated whole numbers, got {text!r}") from None
+    if not edges or edges != sorted(set(edges)) or edges[0] <= 1:
+        raise RegardError(f"--buckets must be increasing numbers above 1, e.g. 8,12,16,20; got {text!r}")
+    return (1, *edges)
+
+
+def read_test_set(src: str | Path, ref: str | Path) -> tuple[list[str], list[str]]:
+    """Sources and references, normalised; errors name file and line (empty line, bad UTF-8, mismatch)."""
+    pairs = list(iter_parallel(src, ref))
+    if not pairs:
+        raise RegardError(f"{src}: no sentences")
+    return [s for s, _ in pairs], [r for _, r in pairs]
+
+
+def score(hypotheses: list[str], references: list[str], sources: list[str],
+          edges: Sequence[int] = BUCKETS) -> dict[str, Any]:
+    """Corpus scores, signatures and per-length-bucket BLEU of ``hypotheses``."""
+    if not len(hypotheses) == len(references) == len(sources) > 0:
+        raise ValueError("hypotheses, references and sources must be non-empty and of equal length")
+    bleu, bleu_lc, chrf = BLEU(), BLEU(lowercase=True, tokenize="13a"), CHRF()
+    buckets = []
+    lengths = [len(s.split()) for s in sources]
+    for label, lo, hi in zip(bucket_labels(edges), edges, [*edges[1:], None]):
+        idx = [i for i, n in enumerate(lengths) if lo <= n and (hi is None or n < hi)]
+        value = BLEU().corpus_score([hypotheses[i] for i in idx], [[references[i] for i in idx]]).score if idx else None
+        buckets.append({"words": label, "n": len(idx), "bleu": value})
+    return {
+        "n": len(hypotheses),
+        "bleu": bleu.corpus_score(hypotheses, [references]).score,
+        "bleu_signature": str(bleu.get_signature()),
+        "chrf": chrf.corpus_score(hypotheses, [references]).score,
+        "chrf_signature": str(chrf.get_signature()),
+        "bleu_lc": bleu_lc.corpus_score(hypotheses, [references]).score,
+        "bleu_lc_signature": str(bleu_lc.get_signature()),
+        "bleu_lc_note": LC_NOTE,
+        "buckets": buckets,
+    }
+
+
+def model_name(path: str | Path) -> str:
+    """``runs/multi30k/best`` → ``multi30k``: the run's name, not its checkpoint's."""
+    path = Path(path).resolve()
+    return path.parent.name if path.name in ("best", "last", "model") else path.name
+
+
+def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
+                   edges: Sequence[int] = BUCKETS, name: str | None = None) -> dict[str, Any]:
+    """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result."""
+    from regard.translator import Translator
+    translator = Translator.load(model)
+    beam = beam or translator.cfg.search.beam
+    tic = time.perf_counter()
+    hypotheses = [t.text for t in translator.translate(sources, beam=beam)]
+    seconds = time.perf_counter() - tic
+    return {"name": name or model_name(model), "model": str(model), "attention": translator.cfg.model.attention,
+            "beam": beam, "translate_seconds": round(seconds, 2), **score(hypotheses, references, sources, edges),
+            "hypotheses": hypotheses}
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """A few lines for people."""
+    lines = [f"{result['name']} (attention: {result['attention']}, beam {result['beam']}, {result['n']} sentences)",
+             f"  BLEU {result['bleu']:.2f}   [{result['bleu_signature']}]",
+             f"  chrF {result['chrf']:.2f}   [{result['chrf_signature']}]",
+             f"  BLEU lower-cased {result['bleu_lc']:.2f}   [{result['bleu_lc_signature']}]",
+             "  BLEU by source length: " + "  ".join(
+                 f"{b['words']}: {'-' if b['bleu'] is None else format(b['bleu'], '.1f')} (n={b['n']})"
+                 for b in result["buckets"])]
+    return "\n".join(lines)
+
+
+def write_json(report: dict[str, Any], path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return path
+
+
+def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
+    """The model results of one or more ``regard evaluate --json-out`` files."""
+    results = []
+    for path in paths:
+        try:
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
+            found = report["results"]
+            if not all({"name", "bleu", "buckets"} <= set(r) for r in found):
+                raise KeyError("a result lacks 'name', 'bleu' or 'buckets'")
+        except FileNotFoundError:
+            raise RegardError(f"file not found: {path}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+            raise RegardError(f"{path}: not a 'regard evaluate --json-out' file ({type(err).__name__}: {err})") from None
+        results.extend(found)
+    return results
+
+
+def plot_bleu_by_length(results: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
+    """One line per model: BLEU against source sentence length (Bahdanau et al. 2015, Fig. 2)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not results:
+        raise RegardError("no results to plot")
+    labels = [b["words"] for b in results[0]["buckets"]]
+    if any([b["words"] for b in r["buckets"]] != labels for r in results):
+        raise RegardError("cannot draw results with different length buckets on one chart")
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for r in results:
+        points = [(i, b["bleu"]) for i, b in enumerate(r["buckets"]) if b["bleu"] is not None]
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o",
+                label=f"{r['name']} (attention: {r.get('attention', '?')}, BLEU {r['bleu']:.1f})")
+    counts = [b["n"] for b in results[0]["buckets"]]
+    same_counts = all([b["n"] for b in r["buckets"]] == counts for r in results)
+    ax.set_xticks(range(len(labels)),
+                  labels=[f"{w}\n(n={n})" for w, n in zip(labels, counts)] if same_counts else labels)
+    ax.set_xlabel("source sentence length (words)")
+    ax.set_ylabel("BLEU (cased, sacreBLEU)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path

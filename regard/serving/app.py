@@ -1,0 +1,159 @@
+"""The attention explorer's web app: the REST API and the page that uses it.
+
+>>> from regard import Translator
+>>> from regard.serving import ServeSettings, create_app
+>>> app = create_app({"att": Translator.load("runs/demo/model")}, ServeSettings())  # doctest: +SKIP
+>>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+import regard
+from regard.serving.batcher import Batcher
+from regard.serving.errors import ApiError, BodyLimit, install_error_handlers
+from regard.serving.schemas import (
+    ErrorBody, Health, Hypothesis, Limits, ModelInfo, ModelsResponse, Result, TranslateRequest, TranslateResponse,
+)
+from regard.translator import Translation, Translator
+
+STATIC = Path(__file__).parent / "static"
+NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                "auto_configure": False}
+ERRORS = {status: {"model": ErrorBody} for status in (400, 404, 413, 415, 422)}
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Request limits and batching, fixed when the app is created."""
+
+    max_chars: int = 1000  # per text
+    max_texts: int = 64  # per request
+    max_beam: int = 10
+    batch_wait_ms: float = 5.0  # how long a batch waits for more requests
+    max_batch_texts: int = 256  # a batch stops gathering at this many texts
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Largest request body accepted: room for max_texts texts of \\u-escaped characters."""
+        return self.max_texts * (12 * self.max_chars + 16) + 4096
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checked translate request: what the batcher should do."""
+
+    model: str
+    texts: list[str]
+    beam: int
+    nbest: int
+
+
+def check_request(req: TranslateRequest, models: dict[str, Translator], settings: ServeSettings) -> Plan:
+    """Validate a request against the loaded models and limits; raise :class:`ApiError` if bad."""
+    if (req.text is None) == (req.texts is None):
+        raise ApiError(422, "give exactly one of 'text' (a string) or 'texts' (a list of strings)")
+    texts = [req.text] if req.text is not None else req.texts
+    if not texts:
+        raise ApiError(422, "'texts' is empty: give at least one sentence")
+    if len(texts) > settings.max_texts:
+        raise ApiError(422, f"too many texts: {len(texts)} (the limit is {settings.max_texts} per request)")
+    for i, text in enumerate(texts):
+        where = "text" if req.text is not None else f"texts[{i}]"
+        if not text.strip():
+            raise ApiError(422, f"{where} is empty: type a sentence to translate")
+        if len(text) > settings.max_chars:
+            raise ApiError(422, f"{where} is {len(text)} characters long; the limit is {settings.max_chars}")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(422, f"{where} is not valid Unicode (lone surrogate)") from None
+    name = req.model if req.model is not None else next(iter(models))
+    if name not in models:
+        raise ApiError(404, f"unknown model '{name}'; loaded: {', '.join(models)}")
+    beam = req.beam if req.beam is not None else default_beam(models[name], settings)
+    if not 1 <= beam <= settings.max_beam:
+        raise ApiError(422, f"beam must be between 1 and {settings.max_beam}, got {beam}")
+    if not 1 <= req.nbest <= beam:
+        raise ApiError(422, f"nbest must be between 1 and the beam size ({beam}), got {req.nbest}")
+    return Plan(name, list(texts), beam, req.nbest)
+
+
+def default_beam(translator: Translator, settings: ServeSettings) -> int:
+    return max(1, min(translator.cfg.search.beam, settings.max_beam))
+
+
+def to_result(hyps: list[Translation]) -> Result:
+    first = hyps[0]
+    return Result(source=first.source, source_tokens=first.source_tokens, source_words=first.source_words,
+                  hypotheses=[Hypothesis(text=h.text, score=h.score, tokens=h.tokens, target_words=h.target_words,
+                                         attention=h.attention, word_attention=h.word_attention) for h in hyps])
+
+
+def model_info(name: str, translator: Translator, default: bool, settings: ServeSettings) -> ModelInfo:
+    cfg = translator.cfg.model
+    return ModelInfo(name=name, default=default, attention=cfg.attention, has_attention=translator.has_attention,
+                     rnn=cfg.rnn, beam=default_beam(translator, settings),
+                     parameters=sum(p.numel() for p in translator.model.parameters()))
+
+
+def create_app(models: dict[str, Translator], settings: ServeSettings | None = None) -> FastAPI:
+    """The FastAPI app serving ``models`` (the first is the default) under ``settings``."""
+    if not models:
+        raise ValueError("create_app needs at least one model")
+    settings = settings or ServeSettings()
+    batcher = Batcher(models, wait_s=settings.batch_wait_ms / 1000, max_texts=settings.max_batch_texts)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        batcher.close()
+
+    app = FastAPI(title="Regard attention explorer", version=regard.__version__, lifespan=lifespan,
+                  telemetry=NO_TELEMETRY, description="Translate English to French and see what the decoder "
+                  "looked at: subword- and word-level attention for every hypothesis.")
+    app.state.models = models
+    app.state.settings = settings
+    app.state.batcher = batcher
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+
+    @app.post("/api/translate", response_model=TranslateResponse, responses=ERRORS)
+    async def translate(req: TranslateRequest, request: Request) -> TranslateResponse:
+        """Translate one text or a list of texts, with tokens, scores and attention."""
+        state = request.app.state
+        plan = check_request(req, state.models, state.settings)
+        found = await state.batcher.translate(plan.model, plan.texts, plan.beam, plan.nbest)
+        return TranslateResponse(model=plan.model, has_attention=state.models[plan.model].has_attention,
+                                 beam=plan.beam, nbest=plan.nbest, results=[to_result(h) for h in found])
+
+    @app.get("/api/models", response_model=ModelsResponse)
+    async def list_models(request: Request) -> ModelsResponse:
+        """The loaded models (the first is the default) and the request limits."""
+        state = request.app.state
+        s: ServeSettings = state.settings
+        infos = [model_info(name, t, i == 0, s) for i, (name, t) in enumerate(state.models.items())]
+        return ModelsResponse(default=infos[0].name, models=infos,
+                              limits=Limits(max_chars=s.max_chars, max_texts=s.max_texts, max_beam=s.max_beam))
+
+    @app.get("/api/health", response_model=Health)
+    async def health(request: Request) -> Health:
+        """Liveness, and how much batching has happened."""
+        b: Batcher = request.app.state.batcher
+        return Health(status="ok", models=list(request.app.state.models), queued=b.pending,
+                      requests=b.stats.requests, batches=b.stats.batches)
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,123 @@
+"""Every failure becomes a JSON ``{"error": "..."}`` with a 4xx status a person can act on."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("regard.serving")
+
+
+class ApiError(Exception):
+    """A bad request, answered with ``status`` and ``message``."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+EXAMPLE = '{"text": "the black cat ate the mouse"}'
+
+
+def describe_validation(errors: list[dict], content_type: str | None) -> tuple[int, str]:
+    """Pydantic's error list (and the request's Content-Type) → (status, one readable line)."""
+    for e in errors:
+        if e.get("type") == "json_invalid":
+            detail = e.get("ctx", {}).get("error", "")
+            return 400, f"the request body is not valid JSON ({detail})" if detail else "the request body is not valid JSON"
+    parts = []
+    for e in errors:
+        loc = [p for p in e.get("loc", ()) if p != "body"]
+        if not loc:  # the body as a whole is wrong
+            if not (content_type or "").startswith("application/json"):
+                return 415, f"send the body as JSON with the header Content-Type: application/json, e.g. {EXAMPLE}"
+            if e.get("type") == "missing":
+                return 400, f"the request body is empty; send a JSON object, e.g. {EXAMPLE}"
+            return 400, f"the request body must be a JSON object, e.g. {EXAMPLE}"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+        if e.get("type") == "extra_forbidden":
+            parts.append(f"unknown field '{where}' (allowed: text, texts, beam, nbest, model)")
+        else:
+            parts.append(f"{where}: {e.get('msg', 'invalid value')}")
+    return 422, "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Turn API, validation, HTTP and unexpected errors into ``{"error": ...}`` responses."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, err: ApiError) -> JSONResponse:
+        return error_response(err.status, err.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        return error_response(*describe_validation(list(err.errors()), request.headers.get("content-type")))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, err: HTTPException) -> JSONResponse:
+        message = str(err.detail)
+        if err.status_code == 400 and "parsing the body" in message:  # FastAPI's words for undecodable bytes
+            message = "the request body is not valid JSON (it must be UTF-8 text)"
+        return JSONResponse({"error": message}, status_code=err.status_code, headers=err.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, err: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=err)
+        return error_response(500, f"internal error: {type(err).__name__}")
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` instead of buffering them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        await self.app(scope, _replay(b"".join(chunks), receive), send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(413, f"the request body is over the {self.max_bytes}-byte limit")
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that first hands over the buffered body, then defers to the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay

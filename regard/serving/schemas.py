@@ -1,0 +1,80 @@
+"""Request and response bodies of the REST API (they also make the OpenAPI docs)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TranslateRequest(BaseModel):
+    """Either ``text`` or ``texts``; the other fields are optional."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra={
+        "examples": [{"text": "the black cat ate the mouse", "beam": 5, "nbest": 3}]})
+
+    text: str | None = Field(None, description="one English sentence")
+    texts: list[str] | None = Field(None, description="several English sentences, translated together")
+    beam: int | None = Field(None, description="beam size, 1 = greedy (default: the model's, within the limit)")
+    nbest: int = Field(1, description="how many hypotheses per sentence, 1 ≤ nbest ≤ beam")
+    model: str | None = Field(None, description="name of a loaded model (default: the first one)")
+
+
+class Hypothesis(BaseModel):
+    """One translation with its alignment; the attention fields are null for ``attention: none``."""
+
+    text: str
+    score: float = Field(description="length-normalised log-probability; higher is better")
+    tokens: list[str] = Field(description="target subword pieces")
+    target_words: list[str]
+    attention: list[list[float]] | None = Field(description="target pieces × source pieces")
+    word_attention: list[list[float]] | None = Field(description="target words × source words")
+
+
+class Result(BaseModel):
+    """The hypotheses for one input sentence, best first."""
+
+    source: str
+    source_tokens: list[str]
+    source_words: list[str]
+    hypotheses: list[Hypothesis]
+
+
+class TranslateResponse(BaseModel):
+    model: str
+    has_attention: bool
+    beam: int
+    nbest: int
+    results: list[Result] = Field(description="one per input text, in order")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    default: bool
+    attention: str = Field(description="attention scorer; 'none' is the model without attention")
+    has_attention: bool
+    rnn: str
+    beam: int = Field(description="beam used when a request gives none")
+    parameters: int
+
+
+class Limits(BaseModel):
+    max_chars: int
+    max_texts: int
+    max_beam: int
+
+
+class ModelsResponse(BaseModel):
+    default: str
+    models: list[ModelInfo]
+    limits: Limits
+
+
+class Health(BaseModel):
+    status: str
+    models: list[str]
+    queued: int = Field(description="requests waiting for the model")
+    requests: int = Field(description="requests translated so far")
+    batches: int = Field(description="model calls so far (fewer than requests when batching)")
+
+
+class ErrorBody(BaseModel):
+    error: str

@@ -1,0 +1,59 @@
+"""Shared fixtures: tiny seeded models, fast enough for every test run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, TrainConfig
+from regard.data.grammar import demo_splits
+from regard.model.seq2seq import Seq2Seq
+from regard.training.trainer import train
+
+torch.set_num_threads(2)
+
+
+def tiny_config(out: Path, attention: str = "general", steps: int = 60, **model) -> Config:
+    """A few-thousand-parameter model that trains in seconds."""
+    return Config(
+        tokenizer=TokenizerConfig(src_vocab_size=120, tgt_vocab_size=120),
+        model=ModelConfig(**{"embedding_size": 16, "encoder_hidden": 24, "decoder_hidden": 48,
+                             "attention": attention, "dropout": 0.1, **model}),
+        search=SearchConfig(beam=3),
+        train=TrainConfig(out_dir=str(out), seed=3, batch_tokens=600, max_steps=steps, eval_every=max(1, steps // 2),
+                          lr=3e-3, label_smoothing=0.1),
+    )
+
+
+@pytest.fixture(scope="session")
+def grammar_data() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    train_pairs, heldout = demo_splits(n_train=1500, n_heldout=40, seed=5)
+    return [(p.en, p.fr) for p in train_pairs], [(p.en, p.fr) for p in heldout]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, grammar_data) -> Path:
+    """A tiny attention model trained for 60 steps (run folder with best/ and last/)."""
+    out = tmp_path_factory.mktemp("run") / "att"
+    train(tiny_config(out), data=grammar_data, show_progress=False)
+    return out
+
+
+def random_model(attention: str = "general", rnn: str = "gru", vocab: int = 13, seed: int = 0, **model) -> Seq2Seq:
+    """An untrained, seeded model in eval mode (for search and shape tests)."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**{"embedding_size": 8, "encoder_hidden": 6, "decoder_hidden": 12, "attention": attention,
+                         "rnn": rnn, "dropout": 0.0, "init_range": 0.5, **model})
+    return Seq2Seq(cfg, vocab, vocab).eval()
+
+
+def random_batch(batch: int = 3, vocab: int = 13, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded source ids (ids ≥ 4) with different lengths, and their lengths."""
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.tensor([5, 3, 7, 1, 4, 6][:batch])
+    src = torch.zeros(batch, int(lengths.max()), dtype=torch.long)
+    for i, n in enumerate(lengths.tolist()):
+        src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
+    return src, lengths
