@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install browser demo test clean
 
 install: $(STAMP)
 
@@ -19,7 +19,11 @@ $(STAMP): requirements.txt pyproject.toml
 demo: install
 	$(BIN)/regard demo --out runs/demo
 
-test: install
+# Debian's headless Chromium for tests/test_browser.py (Playwright drives it; it downloads no browser).
+browser:
+	test -x /usr/bin/chromium || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+test: install browser
 	$(BIN)/python -m pytest
 
 clean:

@@ -207,9 +207,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     from regard.serving import ServeSettings, create_app
     from regard.serving.models import load_models
-    settings = ServeSettings(max_chars=args.max_chars, max_texts=args.max_texts, max_beam=args.max_beam)
-    if min(settings.max_chars, settings.max_texts, settings.max_beam) < 1:
-        raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1")
+    try:
+        settings = ServeSettings(max_chars=args.max_chars, max_texts=args.max_texts, max_beam=args.max_beam,
+                                 batch_wait_ms=args.batch_wait_ms)
+    except ValueError:
+        raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1, --batch-wait-ms at least 0"
+                          ) from None
     models = load_models(args.model)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
@@ -225,6 +228,8 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-chars", type=int, default=1000, help="longest text accepted, in characters (default 1000)")
     p.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64)")
     p.add_argument("--max-beam", type=int, default=10, help="largest beam a request may ask for (default 10)")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0,
+                   help="how long a batch waits for more concurrent requests (default 5; 0 = no waiting)")
     p.set_defaults(func=cmd_serve)
 
 

@@ -282,9 +282,13 @@ def test_training_data_is_cleaned_and_validation_data_read_strictly(tmp_path, ca
         load_pairs(cfg)
 
 
-def test_config_rejects_an_unknown_corpus():
+def test_config_rejects_an_unknown_corpus_and_bad_cleaning_limits():
     with pytest.raises(RegardError, match="'data.corpus': unknown corpus 'wmt'; known: multi30k, tatoeba"):
         config_from_dict({"data": {"corpus": "wmt"}})
+    for bad in ({"max_ratio": 0.5}, {"max_words": -1}):
+        with pytest.raises(RegardError, match="'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1"):
+            config_from_dict({"data": bad})
+    assert config_from_dict({"data": {"corpus": "tatoeba", "max_ratio": 0, "max_words": 0}}).data.corpus == "tatoeba"
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -41,6 +41,11 @@ class ServeSettings:
     batch_wait_ms: float = 5.0  # how long a batch waits for more requests
     max_batch_texts: int = 256  # a batch stops gathering at this many texts
 
+    def __post_init__(self) -> None:
+        if min(self.max_chars, self.max_texts, self.max_beam, self.max_batch_texts) < 1 or self.batch_wait_ms < 0:
+            raise ValueError("max_chars, max_texts, max_beam and max_batch_texts must be at least 1, "
+                             "batch_wait_ms at least 0")
+
     @property
     def max_body_bytes(self) -> int:
         """Largest request body accepted: room for max_texts texts of \\u-escaped characters."""

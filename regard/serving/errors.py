@@ -1,4 +1,7 @@
-"""Every failure becomes a JSON ``{"error": "..."}`` with a 4xx status a person can act on."""
+"""Every failure becomes a JSON ``{"error": "..."}``: a 4xx that says what to fix.
+
+A 500 (same shape) is only the last line of defence for a bug; no input should reach it.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ def describe_validation(errors: list[dict], content_type: str | None) -> tuple[i
     for e in errors:
         if e.get("type") == "json_invalid":
             detail = e.get("ctx", {}).get("error", "")
-            return 400, f"the request body is not valid JSON ({detail})" if detail else "the request body is not valid JSON"
+            return 400, "the request body is not valid JSON" + (f" ({detail})" if detail else "")
     parts = []
     for e in errors:
         loc = [p for p in e.get("loc", ()) if p != "body"]

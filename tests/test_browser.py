@@ -1,0 +1,160 @@
+"""The attention explorer page in a real browser: Debian's headless Chromium driven by Playwright.
+
+A real ``uvicorn`` server on a free loopback port serves two models (attention
+and ``none``); the test types the demo sentence, waits for the translation and
+the heat map, hovers words and checks the highlighted alignment, and saves
+screenshots under ``runs/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from regard.data.grammar import DEMO_SENTENCE
+from regard.serving import ServeSettings, create_app
+from regard.translator import Translator
+from tests.serving_models import model_root, trained_model
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+SHOTS = Path(__file__).resolve().parents[1] / "runs" / "browser"
+
+
+def ensure_chromium() -> None:
+    """Install Debian's chromium if it is missing (``make test`` does it first); skip if impossible."""
+    if CHROMIUM.exists():
+        return
+    if shutil.which("apt-get") and os.geteuid() == 0:
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, capture_output=True, timeout=900)
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is missing and could not be installed (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[tuple[str, dict]]:
+    """(base URL, models) of a uvicorn server on a free 127.0.0.1 port, in a thread."""
+    root = model_root(tmp_path_factory)
+    models = {"att": Translator.load(trained_model(root, "general")),
+              "none": Translator.load(trained_model(root, "none"))}
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    uv = uvicorn.Server(uvicorn.Config(create_app(models, ServeSettings()), log_level="warning"))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", models
+    uv.should_exit = True
+    thread.join(timeout=30)
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ensure_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def argmax(values: list[float]) -> int:
+    return max(range(len(values)), key=values.__getitem__)
+
+
+def test_type_translate_hover_and_see_the_alignment(server, browser):
+    base, models = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    problems: list[str] = []
+    outside: list[str] = []
+    page.on("pageerror", lambda err: problems.append(str(err)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("request", lambda req: outside.append(req.url) if not req.url.startswith(base) else None)
+
+    page.goto(base + "/")
+    page.wait_for_selector("body.ready")
+    page.fill("#text", DEMO_SENTENCE)
+    page.press("#text", "Enter")
+    att = page.locator('.panel[data-model="att"]')
+    att.locator("table.heatmap").wait_for()
+    page.locator('.panel[data-model="none"] .no-attention').wait_for()
+    assert "no attention" in page.locator('.panel[data-model="none"] .no-attention').inner_text()
+
+    # what the API says for the same request (the page's default beam is the model's)
+    beam = int(page.locator("#beam").input_value())
+    api = httpx.post(f"{base}/api/translate", json={"text": DEMO_SENTENCE, "beam": beam}, timeout=60).json()
+    result = api["results"][0]
+    hyp = result["hypotheses"][0]
+    assert att.locator(".translation").inner_text() == hyp["text"]
+    assert att.locator("th.src-label").all_inner_texts() == result["source_words"]
+    assert att.locator("th.tgt-label").all_inner_texts() == hyp["target_words"]
+
+    # hover a French word: the English word it looked at most is the highlighted one
+    french = hyp["target_words"]
+    k = french.index("noir") if "noir" in french else 0
+    j = argmax(hyp["word_attention"][k])
+    if hyp["text"] == "le chat noir a mangé la souris":
+        assert result["source_words"][j] == "black"
+    att.locator(f'.sentence.tgt .unit[data-k="{k}"]').hover()
+    top = att.locator(".sentence.src .unit.top")
+    assert top.count() == 1
+    assert top.inner_text() == result["source_words"][j]
+    assert top.get_attribute("data-k") == str(j)
+    assert att.locator("th.src-label.top").inner_text() == result["source_words"][j]
+    assert att.locator(f'th.tgt-label[data-k="{k}"]').get_attribute("class").split().count("focus") == 1
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
+
+    # and the reverse: hover that English word, the French word that looked at it most lights up
+    att.locator(f'.sentence.src .unit[data-k="{j}"]').hover()
+    i = argmax([row[j] for row in hyp["word_attention"]])
+    assert att.locator(".sentence.tgt .unit.top").inner_text() == french[i]
+
+    # subword view: the axes become the subword pieces
+    page.click('.toggle button[data-view="subword"]')
+    assert att.locator("th.src-label").count() == len(result["source_tokens"])
+    assert att.locator("th.tgt-label").count() == len(hyp["tokens"])
+    page.click('.toggle button[data-view="word"]')
+
+    # n-best: each hypothesis has its own attention
+    page.select_option("#nbest", "3")
+    att.locator(".nbest li").nth(2).wait_for()
+    nbest = httpx.post(f"{base}/api/translate", json={"text": DEMO_SENTENCE, "beam": beam, "nbest": 3},
+                       timeout=60).json()["results"][0]["hypotheses"]
+    assert att.locator(".hyp-text").all_inner_texts() == [h["text"] for h in nbest]
+    att.locator("button.hyp").nth(1).click()
+    assert att.locator("button.hyp").nth(1).get_attribute("aria-pressed") == "true"
+    assert att.locator(".translation").inner_text() == nbest[1]["text"]
+    assert att.locator("th.tgt-label").all_inner_texts() == nbest[1]["target_words"]
+
+    # a phone-sized screen: nothing sticks out sideways
+    att.locator("button.hyp").nth(0).click()
+    page.set_viewport_size({"width": 375, "height": 740})
+    page.wait_for_timeout(100)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    att.locator(f'.sentence.tgt .unit[data-k="{k}"]').click()  # a tap pins the highlight
+    assert att.locator(".sentence.src .unit.top").inner_text() == result["source_words"][j]
+    page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
+
+    assert problems == []
+    assert outside == []  # everything came from Regard itself
+    assert (SHOTS / "desktop.png").stat().st_size > 10_000
