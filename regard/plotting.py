@@ -37,8 +37,8 @@ def plot_attention(weights: list[list[float]], source: list[str], target: list[s
                             color="white" if w > 0.6 else "black")
     fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02, label="attention weight")
     if title:
-        fig.suptitle(title, fontsize=10, y=0.02, va="bottom")
-    fig.tight_layout()
+        fig.text(0.5, 0.015, title, ha="center", va="bottom", fontsize=10)
+    fig.tight_layout(rect=(0, 0.06 if title else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)
