@@ -20,8 +20,10 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -34,17 +36,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, port: int) -> subprocess.Popen:
-    """``regard serve`` in a subprocess, returned once /api/health answers."""
+def start_server(args: argparse.Namespace, port: int, log: IO[str]) -> subprocess.Popen:
+    """``regard serve`` in a subprocess (its output going to ``log``), returned once /api/health answers."""
     command = [sys.executable, "-m", "regard"]
     if args.threads:
         command += ["--threads", str(args.threads)]
     command += ["serve", "--model", args.model, "--port", str(port), "--batch-wait-ms", str(args.batch_wait_ms)]
-    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"regard serve exited with {server.returncode}:\n{server.stderr.read()}")
+            raise SystemExit(f"regard serve exited with {server.returncode}; see {log.name}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1).status_code == 200:
                 return server
@@ -74,7 +76,9 @@ async def client(http: httpx.AsyncClient, sentences: list[str], body: dict, stop
 async def drive(args: argparse.Namespace, base: str) -> tuple[list[float], list[str], float]:
     sentences = [pair.en for pair in generate(500, seed=7)]
     body = {"nbest": args.nbest} | ({"beam": args.beam} if args.beam else {})
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    # Expire idle connections well before uvicorn's 5 s keep-alive timeout: with both at 5 s, a client
+    # can reuse a connection at the instant the server closes it (a ReadError that is no server fault).
+    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=base, timeout=args.timeout, limits=limits) as http:
         for sentence in sentences[:3]:  # warm up
             (await http.post("/api/translate", json={**body, "text": sentence})).raise_for_status()
@@ -108,13 +112,15 @@ def main() -> None:
         raise SystemExit("--clients must be 1..512 and --seconds 0..600")
 
     port = free_port()
-    server = start_server(args, port)
+    log = tempfile.NamedTemporaryFile("w", prefix="regard-serve-", suffix=".log", delete=False)
+    server = start_server(args, port, log)
     try:
         latencies, errors, elapsed = asyncio.run(drive(args, f"http://127.0.0.1:{port}"))
         health = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).json()
     finally:
         server.terminate()
         server.wait(timeout=30)
+        log.close()
 
     done = len(latencies)
     print(f"regard serve load benchmark: {args.clients} clients, {args.seconds:g} s, model {args.model}, "
@@ -133,7 +139,8 @@ def main() -> None:
     for message in sorted(set(errors))[:5]:
         print(f"  error: {message}")
     if errors:
-        raise SystemExit(1)
+        raise SystemExit(f"server log: {log.name}")
+    os.unlink(log.name)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ from regard.training.trainer import train
 
 # ~300 steps of the small grammar: enough for "the black cat ate the mouse" →
 # "le chat noir a mangé la souris" with a sharp alignment; the "none" model only
-# has to exist, so it trains for a handful of steps. One thread: several times
-# faster than two when other processes share the 2 cores.
-STEPS = {"general": 300, "none": 20}
+# has to write French-looking sentences. One thread: several times faster than
+# two when other processes share the 2 cores.
+STEPS = {"general": 300, "none": 100}
 
 
 def serving_config(out: Path, attention: str) -> Config:

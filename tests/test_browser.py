@@ -122,6 +122,7 @@ def test_type_translate_hover_and_see_the_alignment(server, browser):
     assert att.locator("th.src-label.top").inner_text() == result["source_words"][j]
     assert att.locator(f'th.tgt-label[data-k="{k}"]').get_attribute("class").split().count("focus") == 1
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.wait_for_timeout(200)  # let the highlight transitions finish
     page.screenshot(path=str(SHOTS / "desktop.png"), full_page=True)
 
     # and the reverse: hover that English word, the French word that looked at it most lights up
@@ -153,6 +154,7 @@ def test_type_translate_hover_and_see_the_alignment(server, browser):
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
     att.locator(f'.sentence.tgt .unit[data-k="{k}"]').click()  # a tap pins the highlight
     assert att.locator(".sentence.src .unit.top").inner_text() == result["source_words"][j]
+    page.wait_for_timeout(200)
     page.screenshot(path=str(SHOTS / "phone.png"), full_page=True)
 
     assert problems == []

@@ -172,7 +172,13 @@ def test_openapi_schema_and_docs(app):
     schema = call(app, "GET", "/openapi.json").json()
     assert {"/api/translate", "/api/models", "/api/health"} <= set(schema["paths"])
     assert "TranslateRequest" in schema["components"]["schemas"]
-    assert call(app, "GET", "/docs").status_code == 200
+    docs = call(app, "GET", "/docs")
+    assert docs.status_code == 200
+    # offline: the Swagger UI page loads its script and style from this server, not a CDN
+    assets = re.findall(r"""(?:src|href)=["']([^"']+\.(?:js|css))["']""", docs.text)
+    assert assets and all(a.startswith("/") for a in assets), assets
+    for asset in assets:
+        assert call(app, "GET", asset).status_code == 200
 
 
 # ---------------------------------------------------------------- bad input

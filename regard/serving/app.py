@@ -16,6 +16,7 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
 import regard
 from regard.serving.batcher import Batcher
@@ -122,7 +123,7 @@ def create_app(models: dict[str, Translator], settings: ServeSettings | None = N
         yield
         batcher.close()
 
-    app = FastAPI(title="Regard attention explorer", version=regard.__version__, lifespan=lifespan,
+    app = FastAPIOffline(title="Regard attention explorer", version=regard.__version__, lifespan=lifespan,
                   telemetry=NO_TELEMETRY, description="Translate English to French and see what the decoder "
                   "looked at: subword- and word-level attention for every hypothesis.")
     app.state.models = models

@@ -133,7 +133,7 @@ function nbestList(name, result, selected) {
     el("ol", {}, result.hypotheses.map((hyp, i) => el("li", {},
       el("button", { type: "button", class: "hyp", "data-model": name, "data-index": i, "aria-pressed": String(i === selected) },
         el("span", { class: "hyp-text" }, hyp.text || "(empty)"),
-        el("span", { class: "hyp-score", title: "length-normalised log-probability" }, hyp.score.toFixed(3)))))));
+        el("span", { class: "hyp-score", title: "length-normalised log-probability" }, Number.isFinite(hyp.score) ? hyp.score.toFixed(3) : "–"))))));
 }
 
 function renderPanel(name) {
