@@ -19,7 +19,7 @@ from pathlib import Path
 from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, TrainConfig
 from regard.data.grammar import DEMO_SENTENCE, Pair, demo_splits
 from regard.errors import RegardError
-from regard.plotting import plot_attention
+from regard.plotting import plot_attention, plot_by_length
 from regard.training.checkpoint import write_atomically
 from regard.training.trainer import train
 from regard.translator import Translator
@@ -94,8 +94,19 @@ def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, see
                "target_words": best.target_words, "attention": best.word_attention}
     (out / "demo.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    plot_accuracy(results, out / "accuracy.png")
     print_report(best, results, out)
     return {**summary, "accuracy": results}
+
+
+def plot_accuracy(results: dict, path: Path) -> Path:
+    """Both models' held-out exact-match accuracy against sentence length, on one chart."""
+    labels = [b for b in (bucket_of("x " * lo) for lo, _ in BUCKETS) if b in results["attention"]]
+    series = {f"{name} (attention: {kind})": [100 * results[name][b]["accuracy"] for b in labels]
+              for name, kind in (("attention", "general"), ("baseline", "none"))}
+    counts = [results["attention"][b]["n"] for b in labels]
+    return plot_by_length(labels, counts, series, "exact-match accuracy (%)", path,
+                          title="held-out demo sentences, beam 5", ymax=105)
 
 
 def _copy_files(src: Path, dst: Path) -> None:
@@ -114,4 +125,4 @@ def print_report(best, results: dict, out: Path) -> None:
         if key in results["attention"]:
             a, b = results["attention"][key], results["baseline"][key]
             print(f"  {key:>7} {a['n']:>5} {a['accuracy']:>10.1%} {b['accuracy']:>8.1%}")
-    print(f"\nwrote {out / 'model'}, {out / 'attention.png'}, {out / 'demo.json'}")
+    print(f"\nwrote {out / 'model'}, {out / 'attention.png'}, {out / 'demo.json'}, {out / 'accuracy.png'}")

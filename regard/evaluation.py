@@ -138,34 +138,15 @@ def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
 
 def plot_bleu_by_length(results: list[dict[str, Any]], path: str | Path, title: str | None = None) -> Path:
     """One line per model: BLEU against source sentence length (Bahdanau et al. 2015, Fig. 2)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from regard.plotting import plot_by_length  # matplotlib only when drawing
 
     if not results:
         raise RegardError("no results to plot")
     labels = [b["words"] for b in results[0]["buckets"]]
     if any([b["words"] for b in r["buckets"]] != labels for r in results):
         raise RegardError("cannot draw results with different length buckets on one chart")
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for r in results:
-        points = [(i, b["bleu"]) for i, b in enumerate(r["buckets"]) if b["bleu"] is not None]
-        ax.plot([x for x, _ in points], [y for _, y in points], marker="o",
-                label=f"{r['name']} (attention: {r.get('attention', '?')}, BLEU {r['bleu']:.1f})")
     counts = [b["n"] for b in results[0]["buckets"]]
     same_counts = all([b["n"] for b in r["buckets"]] == counts for r in results)
-    ax.set_xticks(range(len(labels)),
-                  labels=[f"{w}\n(n={n})" for w, n in zip(labels, counts)] if same_counts else labels)
-    ax.set_xlabel("source sentence length (words)")
-    ax.set_ylabel("BLEU (cased, sacreBLEU)")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    series = {f"{r['name']} (attention: {r.get('attention', '?')}, BLEU {r['bleu']:.1f})":
+              [b["bleu"] for b in r["buckets"]] for r in results}
+    return plot_by_length(labels, counts if same_counts else None, series, "BLEU (cased, sacreBLEU)", path, title)

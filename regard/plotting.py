@@ -39,6 +39,34 @@ def plot_attention(weights: list[list[float]], source: list[str], target: list[s
     if title:
         fig.text(0.5, 0.015, title, ha="center", va="bottom", fontsize=10)
     fig.tight_layout(rect=(0, 0.06 if title else 0, 1, 1))
+    return save(fig, path)
+
+
+def plot_by_length(labels: list[str], counts: list[int] | None, series: dict[str, list[float | None]],
+                   ylabel: str, path: str | Path, title: str | None = None, ymax: float | None = None) -> Path:
+    """One line per model: a score against source sentence length (Bahdanau et al. 2015, Fig. 2).
+
+    ``series`` maps a legend label to one value per length bucket (None: no data).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for name, values in series.items():
+        points = [(i, v) for i, v in enumerate(values) if v is not None]
+        ax.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+    ticks = [f"{w}\n(n={n})" for w, n in zip(labels, counts)] if counts else labels
+    ax.set_xticks(range(len(labels)), labels=ticks)
+    ax.set_xlabel("source sentence length (words)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, ymax)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def save(fig, path: str | Path) -> Path:
+    """Write a figure as a 150-dpi PNG (creating folders) and free it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150)

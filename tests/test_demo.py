@@ -21,6 +21,7 @@ def test_demo_translates_the_black_cat_and_its_attention_shows_the_inversion(tmp
     assert looks_at["noir"] == "black" and looks_at["chat"] == "cat"
     assert looks_at["a"] == "ate" and looks_at["mangé"] == "ate" and looks_at["souris"] == "mouse"
     assert (out / "attention.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     # the saved model is usable on its own, and the comparison covers both models
     assert Translator.load(out / "model").translate(["the black cat ate the mouse"])[0].text == data["translation"]
     acc = json.loads((out / "accuracy.json").read_text())

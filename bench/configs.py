@@ -1,0 +1,148 @@
+"""One model, three configs: Regard's dataclasses, a Joey NMT YAML and an OpenNMT-py YAML.
+
+The shared model: embeddings 256, a 1-layer bidirectional GRU encoder of 256 per
+direction, a 1-layer GRU decoder of 512, ``general`` (bilinear) attention with input
+feeding, dropout 0.2, uniform ±0.1 initialisation, Adam at a constant 1e-3, label
+smoothing 0.1, gradient-norm clipping at 1.0, batches of about 2,000 target tokens,
+2 threads. Where a toolkit cannot say a setting exactly, :data:`NOTES` says what it
+uses instead; the notes are printed and written to ``peers.json``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from bench.data import Prepared, recipe_config
+from regard.config import Config, DataConfig, ModelConfig, SearchConfig, TrainConfig
+
+THREADS = 2
+BATCH_TOKENS = 2000
+LOG_EVERY = 10  # peers log every 10 steps; Regard's step times are grouped the same way
+TRANSLATE_BATCH = 64  # sentences per translation batch for the peers (Regard: see NOTES)
+NEVER = 10**9  # a validation interval that is never reached
+
+SETTINGS = {
+    "embedding": 256, "encoder": "1-layer bidirectional GRU, 256 per direction", "decoder": "1-layer GRU, 512",
+    "attention": "general (bilinear), input feeding", "dropout": 0.2, "init": "uniform(-0.1, 0.1)",
+    "optimizer": "Adam(0.9, 0.999), lr 1e-3 constant", "label_smoothing": 0.1, "clip_norm": 1.0,
+    "batch": f"about {BATCH_TOKENS} tokens", "threads": THREADS, "beam_length_penalty": "GNMT alpha 1.0",
+    "translation_batch": TRANSLATE_BATCH,
+}
+
+NOTES = {
+    "regard": [
+        f"batches: padded target size (sentences x (longest target + 1)) <= {BATCH_TOKENS}, length-bucketed",
+        "translation batch: 64 rows, i.e. 64 sentences greedy and 12 sentences x beam 5 (Regard's default)",
+        "max output: 2 x source subwords + 4 per sentence",
+        "trains its SentencePiece models itself from the cleaned text (identical bytes to the peers' pieces)",
+    ],
+    "regard-bf16": ["as regard, with train.bf16: true (bfloat16 autocast, fp32 master weights)"],
+    "joeynmt": [
+        "decoder type: recurrent; attention: luong (= general/bilinear); bridge tanh(W h) as Regard",
+        "constant lr via scheduling: exponential with decrease_factor 1.0 (the plateau scheduler breaks)",
+        "uniform 0.1 init for weights, embeddings and biases (Joey's xavier default learns several times slower)",
+        f"batches: batch_type token, {BATCH_TOKENS} = sentences x max(src+1, trg+1) of unsorted sentences "
+        "(Joey's token sampler does not bucket by length, so batches carry more padding)",
+        "output layer has no bias (Regard's has one); dropout also on the attentional-layer input (hidden_dropout)",
+        "max output: 1.5 x the longest source of the batch (Joey's default; it has no per-sentence ratio)",
+        "translate -o crashes on torch 2.13, so translations are read from stdout",
+    ],
+    "opennmt-py": [
+        "encoder_type brnn with enc_hid_size 512 (= 256 per direction), rnn_type GRU, input_feed 1",
+        "bridge: true is Linear + ReLU (Regard and Joey: tanh)",
+        f"batches: batch_type tokens, {BATCH_TOKENS} = sentences x max(src, tgt+2), length-bucketed",
+        "max output: min(250, 2 x longest source of the batch + 5) via max_length_ratio 2.0",
+        "checkpoints load only with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 on torch 2.13",
+        "num_workers 0 (its default 2 would add data-loader processes and cores)",
+    ],
+}
+
+
+def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False, eval_every: int = NEVER) -> Config:
+    """Regard's config for this benchmark (tokenizer and data filters from its Multi30k recipe)."""
+    stats = prep.stats
+    return Config(
+        data=DataConfig(train_src=str(prep.clean("en")), train_tgt=str(prep.clean("fr")),
+                        valid_src=str(prep.original("val", "en")), valid_tgt=str(prep.original("val", "fr")),
+                        max_len=stats["max_len"], valid_max_sentences=20),
+        tokenizer=recipe_config().tokenizer,
+        model=ModelConfig(rnn="gru", embedding_size=256, encoder_hidden=256, encoder_layers=1, bidirectional=True,
+                          decoder_hidden=512, decoder_layers=1, attention="general", input_feeding=True,
+                          dropout=0.2, init_range=0.1),
+        search=SearchConfig(beam=5, length_penalty=1.0, max_ratio=2.0),
+        train=TrainConfig(out_dir=str(out_dir), seed=1, threads=THREADS, batch_tokens=BATCH_TOKENS,
+                          max_steps=steps, lr=1e-3, schedule="constant", clip_norm=1.0, label_smoothing=0.1,
+                          bf16=bf16, eval_every=min(eval_every, steps), eval_beam=1),
+    )
+
+
+def joey_config(prep: Prepared, work: Path, steps: int, dev_prefix: Path, beam: int = 1,
+                load_model: Path | None = None) -> dict:
+    """Joey NMT 2.3 config: training for ``steps`` updates, translation with ``beam``."""
+    side = lambda lang: {"lang": lang, "level": "word", "lowercase": False, "max_length": -1,  # noqa: E731
+                         "voc_file": str(prep.vocab(lang))}
+    embeddings = {"embedding_dim": 256, "scale": False, "dropout": 0.2}
+    testing = {"beam_size": beam, "beam_alpha": 1.0 if beam > 1 else -1, "batch_size": TRANSLATE_BATCH,
+               "batch_type": "sentence", "eval_metrics": ["bleu"]}
+    if load_model:
+        testing["load_model"] = str(load_model)
+    return {
+        "name": "regard-bench", "joeynmt_version": "2.3.0", "model_dir": str(work / "model"),
+        "use_cuda": False, "num_workers": 0, "random_seed": 1,
+        "data": {"train": str(prep.folder / "train"), "dev": str(dev_prefix), "dataset_type": "plain",
+                 "src": side("en"), "trg": side("fr")},
+        "testing": testing,
+        "training": {
+            "optimizer": "adam", "adam_betas": [0.9, 0.999], "learning_rate": 1e-3, "learning_rate_min": 1e-8,
+            "scheduling": "exponential", "decrease_factor": 1.0, "batch_size": BATCH_TOKENS,
+            "batch_type": "token", "normalization": "tokens", "label_smoothing": 0.1, "clip_grad_norm": 1.0,
+            "epochs": 1000, "updates": steps, "validation_freq": NEVER, "logging_freq": LOG_EVERY,
+            "shuffle": True, "overwrite": True, "keep_best_ckpts": 1, "early_stopping_metric": "loss",
+            "print_valid_sents": [],
+        },
+        "model": {
+            "initializer": "uniform", "init_weight": 0.1, "embed_initializer": "uniform", "embed_init_weight": 0.1,
+            "bias_initializer": "uniform", "bias_init_weight": 0.1, "tied_embeddings": False, "tied_softmax": False,
+            "encoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": embeddings, "hidden_size": 256,
+                        "bidirectional": True, "dropout": 0.2, "num_layers": 1},
+            "decoder": {"type": "recurrent", "rnn_type": "gru", "embeddings": embeddings, "hidden_size": 512,
+                        "dropout": 0.2, "hidden_dropout": 0.2, "num_layers": 1, "input_feeding": True,
+                        "init_hidden": "bridge", "attention": "luong"},
+        },
+    }
+
+
+def onmt_train_config(prep: Prepared, work: Path, steps: int, save_every: int | None = None) -> dict:
+    """OpenNMT-py 3.5 training config (``onmt_train -config``)."""
+    return {
+        "save_data": str(work / "onmt"), "overwrite": True,
+        "src_vocab": str(prep.vocab("en")), "tgt_vocab": str(prep.vocab("fr")),
+        "src_vocab_size": prep.stats["src_vocab"], "tgt_vocab_size": prep.stats["tgt_vocab"],
+        "vocab_size_multiple": 1, "share_vocab": False,
+        "data": {"corpus_1": {"path_src": str(prep.pieces("train", "en")),
+                              "path_tgt": str(prep.pieces("train", "fr")), "transforms": []}},
+        "save_model": str(work / "model"), "save_checkpoint_steps": save_every or steps, "keep_checkpoint": 1,
+        "train_steps": steps, "valid_steps": NEVER, "report_every": LOG_EVERY, "seed": 1,
+        "world_size": 1, "gpu_ranks": [], "num_workers": 0, "model_dtype": "fp32",
+        "model_type": "text", "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "GRU",
+        "enc_layers": 1, "dec_layers": 1, "enc_hid_size": 512, "dec_hid_size": 512, "word_vec_size": 256,
+        "global_attention": "general", "input_feed": 1, "bridge": True, "dropout": [0.2], "dropout_steps": [0],
+        "param_init": 0.1, "optim": "adam", "learning_rate": 1e-3, "adam_beta1": 0.9, "adam_beta2": 0.999,
+        "decay_method": "none", "learning_rate_decay": 1.0, "max_grad_norm": 1.0, "label_smoothing": 0.1,
+        "batch_type": "tokens", "batch_size": BATCH_TOKENS, "normalization": "tokens", "accum_count": [1],
+    }
+
+
+def onmt_translate_args(model: Path, src: Path, out: Path, beam: int) -> list[str]:
+    """``onmt_translate`` arguments: CPU, GNMT length penalty, length limit 2 x source + 5."""
+    return ["-model", str(model), "-src", str(src), "-output", str(out), "-beam_size", str(beam),
+            "-batch_size", str(TRANSLATE_BATCH), "-batch_type", "sents", "-length_penalty", "wu", "-alpha", "1.0",
+            "-max_length_ratio", "2.0", "-report_time", "-gpu", "-1"]
+
+
+def write_yaml(data: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path

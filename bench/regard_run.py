@@ -1,0 +1,105 @@
+"""The Regard side of the benchmark, run as its own process (so its peak RSS is its own).
+
+``train``: Regard's real training loop (:func:`regard.training.trainer.train`) on the
+prepared data, with two small wrappers: one records the time and the real target
+tokens every 10 steps (the points the peers log at), the other compares the
+SentencePiece models Regard trains with the ones the peers' pieces came from.
+``translate``: :meth:`regard.Translator.translate` timed around the call alone, model
+loading excluded as the peers' own timers exclude it.
+
+Both print one JSON object as their last line of stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bench.configs import LOG_EVERY, regard_config
+from bench.data import Prepared
+from regard.data.text import read_lines, read_parallel
+from regard.errors import Interrupted
+from regard.training import trainer
+from regard.translator import Translator
+
+
+def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: int) -> dict:
+    """Train for ``steps`` (or until SIGINT); return timing points and checks."""
+    cfg = regard_config(prep, out, steps, bf16=bf16)
+    pairs = read_parallel(prep.clean("en"), prep.clean("fr"))
+    valid = read_parallel(prep.original("val", "en"), prep.original("val", "fr"))[:valid_sentences]
+    points: list[tuple[int, float, int]] = []
+    state = {"step": 0, "tokens": 0, "same_subwords": None}
+    train_step, build_tokenizers = trainer.train_step, trainer.build_tokenizers
+
+    def timed_step(model, optimizer, batch, lr, cfg):
+        loss = train_step(model, optimizer, batch, lr, cfg)
+        state["step"] += 1
+        state["tokens"] += batch.n_tokens
+        if state["step"] % LOG_EVERY == 0:
+            points.append((state["step"], time.perf_counter(), state["tokens"]))
+            state["tokens"] = 0
+        return loss
+
+    def checked_tokenizers(cfg, pairs):
+        toks = build_tokenizers(cfg, pairs)
+        state["same_subwords"] = all(t.proto == prep.spm(lang).read_bytes() for t, lang in zip(toks, ("en", "fr")))
+        return toks
+
+    trainer.train_step, trainer.build_tokenizers = timed_step, checked_tokenizers
+    interrupted = False
+    try:
+        trainer.train(cfg, data=(pairs, valid), show_progress=False)
+    except Interrupted:
+        interrupted = True
+    return {"points": points, "steps": state["step"], "same_subwords": state["same_subwords"],
+            "interrupted": interrupted, "model": str(out / "last")}
+
+
+def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, bf16: bool) -> dict:
+    """Translate ``src`` (first ``limit`` lines) and time the call; bf16 only if Regard offers it."""
+    translator = Translator.load(model)
+    lines = list(read_lines(src))[:limit]
+    options = {}
+    if bf16 and "bf16" in inspect.signature(translator.translate_nbest).parameters:
+        options["bf16"] = True
+    tic = time.perf_counter()
+    results = translator.translate(lines, beam=beam, **options)
+    seconds = time.perf_counter() - tic
+    out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
+    return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
+            "inference_dtype": "bf16" if options else "fp32"}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.regard_run")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("train")
+    p.add_argument("--prep", required=True, type=Path, help="prepared data folder (bench.data)")
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--steps", required=True, type=int)
+    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--valid-sentences", type=int, default=20)
+    p = sub.add_parser("translate")
+    p.add_argument("--model", required=True, type=Path)
+    p.add_argument("--src", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--beam", type=int, default=1)
+    p.add_argument("--limit", type=int)
+    p.add_argument("--bf16", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    if args.command == "train":
+        result = train(Prepared.load(args.prep), args.out, args.steps, args.bf16, args.valid_sentences)
+    else:
+        result = translate(args.model, args.src, args.out, args.beam, args.limit, args.bf16)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
