@@ -78,9 +78,9 @@ def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False,
     )
 
 
-def joey_config(prep: Prepared, work: Path, steps: int, dev_prefix: Path, beam: int = 1,
+def joey_config(prep: Prepared, model_dir: Path, steps: int, dev_prefix: Path, beam: int = 1,
                 load_model: Path | None = None) -> dict:
-    """Joey NMT 2.3 config: training for ``steps`` updates, translation with ``beam``."""
+    """Joey NMT 2.3 config: training into ``model_dir`` for ``steps`` updates, translation with ``beam``."""
     side = lambda lang: {"lang": lang, "level": "word", "lowercase": False, "max_length": -1,  # noqa: E731
                          "voc_file": str(prep.vocab(lang))}
     embeddings = {"embedding_dim": 256, "scale": False, "dropout": 0.2}
@@ -89,7 +89,7 @@ def joey_config(prep: Prepared, work: Path, steps: int, dev_prefix: Path, beam: 
     if load_model:
         testing["load_model"] = str(load_model)
     return {
-        "name": "regard-bench", "joeynmt_version": "2.3.0", "model_dir": str(work / "model"),
+        "name": "regard-bench", "joeynmt_version": "2.3.0", "model_dir": str(model_dir),
         "use_cuda": False, "num_workers": 0, "random_seed": 1,
         "data": {"train": str(prep.folder / "train"), "dev": str(dev_prefix), "dataset_type": "plain",
                  "src": side("en"), "trg": side("fr")},

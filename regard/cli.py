@@ -81,6 +81,9 @@ def cmd_translate(args: argparse.Namespace) -> None:
     target = Path(args.output) if args.output else None
     sink = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, dir=target.parent,
                                        prefix=f".{target.name}.") if target else sys.stdout
+    from tqdm import tqdm
+    total = count_lines(args.input)
+    bar = tqdm(total=total, unit="line", disable=total is None or not sys.stderr.isatty(), file=sys.stderr)
     try:
         index = 0
         for chunk in chunks(input_lines(args.input), 500):
@@ -89,14 +92,24 @@ def cmd_translate(args: argparse.Namespace) -> None:
                 sink.write("\n".join(format_output(index, hyps, args.nbest, args.json)) + "\n")
                 index += 1
             sink.flush()
+            bar.update(len(chunk))
     except BaseException:
         if target:
             sink.close()
             os.unlink(sink.name)
         raise
+    bar.close()
     if target:
         sink.close()
         os.replace(sink.name, target)
+
+
+def count_lines(path: str | None) -> int | None:
+    """Lines in an input file (for the progress bar); None for stdin or unreadable files."""
+    if not path or path == "-" or path.endswith(".gz") or not os.path.isfile(path):
+        return None
+    with open(path, "rb") as handle:
+        return sum(block.count(b"\n") for block in iter(lambda: handle.read(1 << 20), b""))
 
 
 def cmd_plot(args: argparse.Namespace) -> None:

@@ -173,3 +173,13 @@ def test_sigterm_saves_then_resume_finishes(tmp_path, grammar_data):
     done = subprocess.run(command + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "last" / "trainer.json").read_text())["step"] == 150
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path, grammar_data):
+    """With a learning rate too small to change any translation, BLEU never improves."""
+    cfg = tiny_config(tmp_path / "run", steps=100)
+    cfg.train.lr, cfg.train.eval_every, cfg.train.patience = 1e-12, 4, 2
+    cfg.data.valid_max_sentences = 10
+    train(cfg, data=(grammar_data[0][:300], grammar_data[1]), show_progress=False)
+    state = json.loads((tmp_path / "run" / "last" / "trainer.json").read_text())
+    assert state["step"] == 12 and state["bad_evals"] == 2  # best at 4, no better at 8 and 12
