@@ -1,12 +1,13 @@
 # Regard: one command to run the demo, one to run the tests.
 #   make demo   create .venv, install pinned dependencies, train + translate the demo
 #   make test   same install, then the test suite
+#   make bench  Regard against Joey NMT and OpenNMT-py on the same model (docs/PERFORMANCE.md)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install browser demo test clean
+.PHONY: install browser demo test bench clean
 
 install: $(STAMP)
 
@@ -25,6 +26,11 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest
+
+# Regard vs Joey NMT and OpenNMT-py, side by side (peers installed into ~/.cache/regard/bench; see
+# docs/PERFORMANCE.md). Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--steps 30 --limit 100".
+bench: install
+	$(BIN)/python -m bench.peers $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -33,7 +33,6 @@ SETTINGS = {
 
 NOTES = {
     "regard": [
-        f"batches: padded target size (sentences x (longest target + 1)) <= {BATCH_TOKENS}, length-bucketed",
         "translation batch: 64 rows, i.e. 64 sentences greedy and 12 sentences x beam 5 (Regard's default)",
         "max output: 2 x source subwords + 4 per sentence",
         "trains its SentencePiece models itself from the cleaned text (identical bytes to the peers' pieces)",
@@ -43,8 +42,6 @@ NOTES = {
         "decoder type: recurrent; attention: luong (= general/bilinear); bridge tanh(W h) as Regard",
         "constant lr via scheduling: exponential with decrease_factor 1.0 (the plateau scheduler breaks)",
         "uniform 0.1 init for weights, embeddings and biases (Joey's xavier default learns several times slower)",
-        f"batches: batch_type token, {BATCH_TOKENS} = sentences x max(src+1, trg+1) of unsorted sentences "
-        "(Joey's token sampler does not bucket by length, so batches carry more padding)",
         "output layer has no bias (Regard's has one); dropout also on the attentional-layer input (hidden_dropout)",
         "max output: 1.5 x the longest source of the batch (Joey's default; it has no per-sentence ratio)",
         "translate -o crashes on torch 2.13, so translations are read from stdout",
@@ -52,12 +49,28 @@ NOTES = {
     "opennmt-py": [
         "encoder_type brnn with enc_hid_size 512 (= 256 per direction), rnn_type GRU, input_feed 1",
         "bridge: true is Linear + ReLU (Regard and Joey: tanh)",
-        f"batches: batch_type tokens, {BATCH_TOKENS} = sentences x max(src, tgt+2), length-bucketed",
         "max output: min(250, 2 x longest source of the batch + 5) via max_length_ratio 2.0",
         "checkpoints load only with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 on torch 2.13",
         "num_workers 0 (its default 2 would add data-loader processes and cores)",
     ],
 }
+
+
+BATCH_RULES = {
+    "regard": "train.batch_tokens {size}: sentences x (longest target + 1) <= {size}, sorted by target length",
+    "joeynmt": "batch_type token, batch_size {size}: sentences x max(src+1, trg+1) >= {size} closes a batch, "
+               "sentences in random order (no length bucketing, so much padding)",
+    "opennmt-py": "batch_type tokens, batch_size {size}: sentences x max(src, tgt+2) <= {size}, "
+                  "sorted by source then target length",
+}
+
+
+def batch_note(name: str, size: int, expected_tokens: int) -> str:
+    """How ``name`` forms its batches of ``size``, and why that size when it is not the literal 2000."""
+    note = "batches: " + BATCH_RULES["regard" if name.startswith("regard") else name].format(size=size)
+    if size != BATCH_TOKENS:
+        note += f"; {size} gives ~{expected_tokens} real target tokens per batch, as Regard's {BATCH_TOKENS} do"
+    return note
 
 
 def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False, eval_every: int = NEVER) -> Config:

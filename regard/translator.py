@@ -90,7 +90,7 @@ class Translator:
 
     def translate_nbest(self, texts: list[str], beam: int | None = None, nbest: int = 1,
                         length_penalty: float | None = None, max_ratio: float | None = None,
-                        batch_size: int = 64) -> list[list[Translation]]:
+                        batch_size: int = 128) -> list[list[Translation]]:
         """``nbest`` translations of each text, best first.
 
         beam: 1 is greedy search; None uses the model's configured beam.
@@ -104,7 +104,7 @@ class Translator:
         ids = self.src_tok.encode_batch(texts)
         results: list[list[Translation]] = [[] for _ in texts]
         order = sorted((i for i in range(len(texts)) if ids[i]), key=lambda i: len(ids[i]))
-        per_batch = max(1, batch_size // beam) if beam > 1 else batch_size
+        per_batch = batch_size  # sentences; a beam batch holds batch_size × beam hypotheses
         for start in range(0, len(order), per_batch):
             chunk = order[start:start + per_batch]
             src, lengths = pad([ids[i] for i in chunk])

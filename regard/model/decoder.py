@@ -40,11 +40,13 @@ class DecoderState:
     feed: torch.Tensor
     keys: torch.Tensor
 
-    def index_select(self, index: torch.Tensor) -> DecoderState:
-        """Reorder/expand rows (beam search)."""
+    def index_select(self, index: torch.Tensor, same_sentences: bool = False) -> DecoderState:
+        """Reorder/expand rows. With ``same_sentences`` (beam search: every row keeps its
+        sentence) the per-sentence attention keys are shared, not copied."""
         pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
+        keys = self.keys if same_sentences else self.keys.index_select(0, index)
         return DecoderState(pick(self.hidden), pick(self.cell) if self.cell is not None else None,
-                            self.feed.index_select(0, index), self.keys.index_select(0, index))
+                            self.feed.index_select(0, index), keys)
 
 
 class Decoder(nn.Module):

@@ -44,16 +44,6 @@ class History:
         return tokens[::-1], attention
 
 
-def _finished_enough(found: list[tuple[float, int, int]], nbest: int, best_live: float, bound_lp: float) -> bool:
-    """True when no live hypothesis can enter the n-best list any more."""
-    if best_live == float("-inf"):
-        return True
-    if len(found) < nbest:
-        return False
-    worst_kept = sorted(found, reverse=True)[nbest - 1][0]
-    return worst_kept >= best_live / bound_lp
-
-
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, beam: int = 5,
                 nbest: int = 1, alpha: float = 1.0, max_ratio: float = 2.0) -> list[list[Hypothesis]]:
@@ -70,6 +60,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     prev = torch.full((B * K,), BOS, dtype=torch.long)
     history = History([], [], [])
     found: list[list[tuple[float, int, int]]] = [[] for _ in range(B)]  # (score, step, slot)
+    nth_best = torch.full((B,), float("-inf"))  # n-th best finished score per sentence
+    bound_lp = length_penalty(limit + 1, alpha).float()  # lp of the longest possible output
     done = torch.zeros(B, dtype=torch.bool)
     for t in range(int(limit.max()) + 1):
         log_probs, state, weights = step_log_probs(model, prev, state, enc)
@@ -82,16 +74,17 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
         history.tokens.append(prev)
         history.parents.append(parents)
         history.weights.append(weights)
-        state = state.index_select(parents)
+        state = state.index_select(parents, same_sentences=True)
         ended = (prev.view(B, K) == EOS) & (top_scores > float("-inf")) & ~done.unsqueeze(1)
         for b, k in ended.nonzero().tolist():
             found[b].append((float(top_scores[b, k]) / length_penalty(t + 1, alpha), t, b * K + k))
+            if len(found[b]) >= nbest:
+                nth_best[b] = sorted(found[b], reverse=True)[nbest - 1][0]
         scores = top_scores.masked_fill(ended | done.unsqueeze(1), float("-inf"))
-        for b in range(B):
-            bound_lp = length_penalty(int(limit[b]) + 1, alpha)
-            if not done[b] and _finished_enough(found[b], nbest, float(scores[b].max()), bound_lp):
-                done[b] = True
-                scores[b] = float("-inf")
+        best_live = scores.max(dim=1).values
+        # stop a sentence when nothing is live, or no live hypothesis can still enter its n-best
+        done |= (best_live == float("-inf")) | (nth_best >= best_live / bound_lp)
+        scores[done] = float("-inf")
         if done.all():
             break
     return [_best(history, found[b], nbest, int(src_lengths[b])) for b in range(B)]

@@ -124,8 +124,8 @@ def create_app(models: dict[str, Translator], settings: ServeSettings | None = N
         batcher.close()
 
     app = FastAPIOffline(title="Regard attention explorer", version=regard.__version__, lifespan=lifespan,
-                  telemetry=NO_TELEMETRY, description="Translate English to French and see what the decoder "
-                  "looked at: subword- and word-level attention for every hypothesis.")
+                         telemetry=NO_TELEMETRY, description="Translate English to French and see what the "
+                         "decoder looked at: subword- and word-level attention for every hypothesis.")
     app.state.models = models
     app.state.settings = settings
     app.state.batcher = batcher
