@@ -75,7 +75,7 @@ def format_output(index: int, hyps, nbest: int, as_json: bool) -> list[str]:
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from regard.translator import Translator
-    translator = Translator.load(args.model)
+    translator = Translator.load(args.model, bf16=args.bf16)
     if not 1 <= args.nbest <= (args.beam or translator.cfg.search.beam):
         raise RegardError(f"--nbest must be between 1 and the beam size, got {args.nbest}")
     target = Path(args.output) if args.output else None
@@ -226,7 +226,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ValueError:
         raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1, --batch-wait-ms at least 0"
                           ) from None
-    models = load_models(args.model)
+    models = load_models(args.model, bf16=args.bf16)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
 
@@ -243,6 +243,7 @@ def add_serve_parser(sub) -> None:
     p.add_argument("--max-beam", type=int, default=10, help="largest beam a request may ask for (default 10)")
     p.add_argument("--batch-wait-ms", type=float, default=5.0,
                    help="how long a batch waits for more concurrent requests (default 5; 0 = no waiting)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 weights: ~2x faster on CPU, BLEU within a few tenths")
     p.set_defaults(func=cmd_serve)
 
 
@@ -323,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", help="input file (default: stdin); empty lines give empty lines")
     p.add_argument("--output", "-o", help="output file, replaced only when all input is translated")
     p.add_argument("--json", action="store_true", help="one JSON object per line with tokens and attention")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 weights: ~2x faster on CPU, BLEU within a few tenths")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")

@@ -183,3 +183,14 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path,
     train(cfg, data=(grammar_data[0][:300], grammar_data[1]), show_progress=False)
     state = json.loads((tmp_path / "run" / "last" / "trainer.json").read_text())
     assert state["step"] == 12 and state["bad_evals"] == 2  # best at 4, no better at 8 and 12
+
+
+def test_bf16_translation_casts_the_weights_and_agrees_with_fp32(trained_run, grammar_data):
+    fp32 = Translator.load(trained_run)
+    bf16 = Translator.load(trained_run, bf16=True)
+    assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
+    sources = [s for s, _ in grammar_data[1][:20]]
+    a, b = fp32.translate(sources, beam=3), bf16.translate(sources, beam=3)
+    assert sum(x.text == y.text for x, y in zip(a, b)) >= 15  # bf16 rounding may flip a close call
+    for t in b:
+        assert all(abs(sum(row) - 1) < 2e-2 for row in t.attention)
