@@ -44,7 +44,8 @@ NOTES = {
         "uniform 0.1 init for weights, embeddings and biases (Joey's xavier default learns several times slower)",
         "output layer has no bias (Regard's has one); dropout also on the attentional-layer input (hidden_dropout)",
         "max output: 1.5 x the longest source of the batch (Joey's default; it has no per-sentence ratio)",
-        "translate -o crashes on torch 2.13, so translations are read from stdout",
+        "translate -o FILE crashes (AttributeError: 'BaseConfig' has no 'n_best'), so translations are read "
+        "from stdout",
     ],
     "opennmt-py": [
         "encoder_type brnn with enc_hid_size 512 (= 256 per direction), rnn_type GRU, input_feed 1",

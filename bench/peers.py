@@ -48,7 +48,8 @@ def say(message: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench.peers", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m bench.peers", description="Regard against Joey NMT and "
+                                "OpenNMT-py on the same model, side by side (make bench). See docs/PERFORMANCE.md.")
     p.add_argument("--steps", type=int, default=50, help="training steps per run (default 50)")
     p.add_argument("--warmup", type=int, default=20, help="steps left out of the timing (default 20)")
     p.add_argument("--rounds", type=int, default=2, help="training runs per system, alternating order (default 2)")
@@ -61,8 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batches", choices=["matched", "literal"], default="matched",
                    help="peers' batch sizes: matched to Regard's real target tokens per batch, or 2000 (literal)")
     p.add_argument("--skip-install", action="store_true", help="use the peers' venvs as they are")
-    p.add_argument("--quality", action="store_true", help="also train each toolkit for --quality-minutes and score BLEU")
-    p.add_argument("--quality-minutes", type=float, default=20.0)
+    p.add_argument("--quality", action="store_true", help="also train each toolkit for --quality-minutes, score BLEU")
+    p.add_argument("--quality-minutes", type=float, default=20.0, help="wall-clock training time per toolkit (20)")
     args = p.parse_args(argv)
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in args.systems if s not in ALL]
@@ -70,8 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--systems: unknown {unknown}; choose from {ALL}")
     if args.warmup % LOG_EVERY or args.steps % LOG_EVERY or args.steps - args.warmup < 2 * LOG_EVERY:
         p.error(f"--steps and --warmup must be multiples of {LOG_EVERY}, with at least {2 * LOG_EVERY} timed steps")
-    if args.limit is not None and args.limit < 1:
-        p.error("--limit must be at least 1")
+    if (args.limit is not None and args.limit < 1) or args.rounds < 1 or args.quality_minutes <= 0:
+        p.error("--limit and --rounds must be at least 1, --quality-minutes above 0")
     return args
 
 
@@ -93,14 +94,24 @@ def measure_ceiling(work: Path) -> dict:
     return json.loads(out.read_text())
 
 
+def failed(results: dict, name: str, err: Exception) -> None:
+    """Record a system's failure; the others go on, and the exit status says so."""
+    results[name]["error"] = str(err)
+    say(f"  {name} FAILED: {str(err).splitlines()[0]}")
+
+
 def train_round(ctx: Context, names: list[str], args: argparse.Namespace, work: Path, round_no: int,
                 results: dict, models: dict) -> None:
     """One training run of every system, in this round's order."""
     order = names if round_no % 2 == 0 else names[::-1]
-    for name in order:
+    for name in (n for n in order if "error" not in results[n]):
         say(f"train {name} (round {round_no + 1}/{args.rounds}, {args.steps} steps)")
-        trained: Trained = SYSTEMS[name].train(ctx, work / name / f"train{round_no + 1}", args.steps)
-        rate = measure.train_rate(trained.points, args.warmup)
+        try:
+            trained: Trained = SYSTEMS[name].train(ctx, work / name / f"train{round_no + 1}", args.steps)
+            rate = measure.train_rate(trained.points, args.warmup)
+        except (RunFailed, ValueError) as err:
+            failed(results, name, err)
+            continue
         run = {**rate, "peak_rss_mib": trained.run.peak_rss_mib, "wall_s": trained.run.wall_s, **trained.extra}
         results[name]["train_runs"].append(run)
         models.setdefault(name, trained.model)
@@ -111,11 +122,14 @@ def train_round(ctx: Context, names: list[str], args: argparse.Namespace, work: 
 def translate_all(ctx: Context, names: list[str], models: dict, work: Path, results: dict) -> None:
     """Greedy in the given order, then beam 5 in reverse order."""
     for beam, order in ((1, names), (5, names[::-1])):
-        for name in order:
+        for name in (n for n in order if n in models and "error" not in results[n]):
             say(f"translate {name} (beam {beam}{f', first {ctx.limit}' if ctx.limit else ''})")
-            done: Translated = SYSTEMS[name].translate(ctx, models[name], beam, work / name / "translate")
-            key = "greedy" if beam == 1 else "beam5"
-            results[name][key] = {
+            try:
+                done: Translated = SYSTEMS[name].translate(ctx, models[name], beam, work / name / "translate")
+            except (RunFailed, ValueError) as err:
+                failed(results, name, err)
+                continue
+            results[name]["greedy" if beam == 1 else "beam5"] = {
                 "sent_s": done.sentences / done.seconds, "out_tok_s": done.out_tokens / done.seconds,
                 "seconds": done.seconds, "sentences": done.sentences,
                 "mean_out_tokens": done.out_tokens / done.sentences, "peak_rss_mib": done.run.peak_rss_mib,
@@ -137,10 +151,10 @@ def summarise(name: str, raw: dict, budgets: dict, cache: Path) -> dict:
     out["peak_rss_mib"] = max(peaks) if peaks else None
     out["peak_rss_mib_train"] = max((r["peak_rss_mib"] for r in runs), default=None)
     out.update({"train_runs": runs, "greedy": raw.get("greedy"), "beam5": raw.get("beam5")})
+    if "error" in raw:
+        out["error"] = raw["error"]
     budget = budgets["regard" if name.startswith("regard") else name]
     notes = [batch_note(name, budget["batch_size"], budget["expected_tgt_tokens_per_step"]), *NOTES[name]]
-    if raw.get("beam5", {}).get("inference_dtype") == "fp32" and name == "regard-bf16":
-        notes.append("translation in fp32: Regard has no bf16 inference path yet (bf16-trained model)")
     out["settings"] = {**SETTINGS, "batch_size": budget["batch_size"],
                        "expected_tgt_tokens_per_step": budget["expected_tgt_tokens_per_step"], "notes": notes}
     if name in PEERS:
@@ -172,7 +186,8 @@ def format_table(systems: dict, pairs: dict) -> str:
                      f"{fmt(s.get('greedy_sent_s'), '15.1f')}{fmt(s.get('beam5_sent_s'), '14.1f')}"
                      f"{fmt(s.get('peak_rss_mib'), '14.0f')}{length:>14}")
     if pairs:
-        lines += ["", f"{'ratio (memory: lower is better)':<33}{'train':>8}{'greedy':>9}{'beam5':>9}{'memory':>9}"]
+        titles = "".join(f"{title:>8} " for title in ("train", "greedy", "beam5", "memory"))
+        lines += ["", f"{'ratio (memory: lower is better)':<32}{titles}".rstrip()]
         for pair, values in pairs.items():
             cells = "".join(fmt(values[m], "8.2f") + "x" for m in (*SPEED, "peak_rss_mib"))
             lines.append(f"{pair:<32}{cells}")
@@ -203,27 +218,77 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
     out = {}
     for name in (n for n in ("regard", "joeynmt", "opennmt-py") if n in names):
         say(f"quality: train {name} for {minutes:g} minutes")
-        trained = SYSTEMS[name].train(ctx, work / name / "train", 10**7, deadline_s=minutes * 60)
-        say(f"quality: translate with {name} (beam 5)")
-        done = SYSTEMS[name].translate(ctx, trained.model, 5, work / name / "translate")
+        try:
+            trained = SYSTEMS[name].train(ctx, work / name / "train", 10**7, deadline_s=minutes * 60)
+            say(f"quality: translate with {name} (beam 5)")
+            done = SYSTEMS[name].translate(ctx, trained.model, 5, work / name / "translate")
+        except RunFailed as err:
+            out[name] = {"error": str(err)}
+            say(f"  {name} FAILED: {str(err).splitlines()[0]}")
+            continue
         scores = score(done.texts, references, sources)
-        steps = trained.extra.get("steps") or (trained.points[-1][0] if trained.points else None)
         out[name] = {"bleu_lc": scores["bleu_lc"], "bleu": scores["bleu"], "chrf": scores["chrf"],
                      "bleu_signature": scores["bleu_signature"], "bleu_lc_signature": scores["bleu_lc_signature"],
-                     "steps": steps, "train_wall_s": trained.run.wall_s, "peak_rss_mib_train": trained.run.peak_rss_mib,
+                     "train_wall_s": trained.run.wall_s, "peak_rss_mib_train": trained.run.peak_rss_mib,
                      "beam5_sent_s": done.sentences / done.seconds, "sentences": done.sentences,
                      "mean_out_tokens": done.out_tokens / done.sentences, **trained.extra}
-        say(f"  BLEU (lower-cased, 13a) {scores['bleu_lc']:.2f}, cased detok {scores['bleu']:.2f}, {steps} steps")
+        say(f"  BLEU (lower-cased, 13a) {scores['bleu_lc']:.2f}, cased detok {scores['bleu']:.2f}, "
+            f"{trained.extra.get('steps')} steps")
     return out
 
 
-def format_quality(results: dict, minutes: float) -> str:
-    lines = [f"after {minutes:g} minutes of training (beam 5, test_2016_flickr):",
+def format_quality(results: dict, minutes: float, limit: int | None) -> str:
+    test = f"the first {limit} sentences of test_2016_flickr" if limit else "test_2016_flickr"
+    lines = [f"after {minutes:g} minutes of training (beam 5, {test}):",
              f"{'system':<13}{'BLEU lc-tok':>12}{'BLEU cased':>12}{'chrF':>8}{'steps':>8}{'beam5 sent/s':>14}"]
     for name, r in results.items():
-        lines.append(f"{name:<13}{r['bleu_lc']:12.2f}{r['bleu']:12.2f}{r['chrf']:8.2f}{r['steps'] or 0:8d}"
+        if "error" in r:
+            lines.append(f"{name:<13}  failed: {r['error'].splitlines()[0]}")
+            continue
+        lines.append(f"{name:<13}{r['bleu_lc']:12.2f}{r['bleu']:12.2f}{r['chrf']:8.2f}{r['steps']:8d}"
                      f"{r['beam5_sent_s']:14.1f}")
     return "\n".join(lines)
+
+
+def speed(args: argparse.Namespace, ctx: Context, budgets: dict, work: Path) -> dict:
+    """The ceiling, the alternating training rounds and the translations: the body of peers.json."""
+    load_start = os.getloadavg()
+    say("matmul ceiling")
+    ceiling = measure_ceiling(work)
+    raw = {name: {"train_runs": []} for name in args.systems}
+    models: dict[str, Path] = {}
+    for round_no in range(args.rounds):
+        train_round(ctx, args.systems, args, work, round_no, raw, models)
+    translate_all(ctx, args.systems, models, work, raw)
+    systems = {name: summarise(name, raw[name], budgets, ctx.cache) for name in args.systems}
+    flops = regard_flops(ctx.prep, BATCH_TOKENS)
+    for name in ("regard", "regard-bf16"):
+        if name in systems and systems[name].get("train_tok_s"):
+            measured = ceiling["bfloat16_gflop_s" if name.endswith("bf16") else "float32_gflop_s"]
+            systems[name]["utilisation"] = utilisation(flops, systems[name]["train_tok_s"], measured)
+    return {
+        "systems": systems, "ratios": ratios(systems), "flops": flops, "ceiling": ceiling,
+        "settings": {**SETTINGS, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+                     "limit": args.limit, "batches": args.batches, "budgets": budgets, "data": ctx.prep.stats,
+                     "subwords": "Regard trains SentencePiece itself from the cleaned text; the peers read the "
+                                 "same pieces pre-tokenised (identical models, checked: same_subwords)",
+                     "train_tok_s": "real target tokens (with </s>) per wall-clock second after the warm-up",
+                     "sent_s": "sentences / translation time without model loading (each toolkit's own timer; "
+                               "Regard: around Translator.translate)"},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg()},
+    }
+
+
+def print_report(result: dict) -> None:
+    systems, machine = result["systems"], result["machine"]
+    print(format_table(systems, result["ratios"]))
+    print()
+    print(format_flops(result["flops"], result["ceiling"], systems))
+    print(f"machine: {machine['cpus']} CPUs, 1-minute load average {machine['loadavg_start'][0]:.1f} at the start, "
+          f"{machine['loadavg_end'][0]:.1f} at the end")
+    for name, system in systems.items():
+        print(f"\n{name}: " + "; ".join(system["settings"]["notes"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,53 +301,24 @@ def main(argv: list[str] | None = None) -> int:
     prep: Prepared = prepare(Path(args.data), cache, log=say)
     budgets = peer_budgets(prep.pieces("train", "en"), prep.pieces("train", "fr"), BATCH_TOKENS, args.batches)
     ctx = Context(prep, cache, {n: b["batch_size"] for n, b in budgets.items()}, args.limit)
-    load_start = os.getloadavg()
-    say("matmul ceiling")
-    ceiling = measure_ceiling(work)
-    raw = {name: {"train_runs": []} for name in args.systems}
-    models: dict[str, Path] = {}
     try:
-        for round_no in range(args.rounds):
-            train_round(ctx, args.systems, args, work, round_no, raw, models)
-        translate_all(ctx, args.systems, models, work, raw)
+        result = speed(args, ctx, budgets, work)
     except RunFailed as err:
         print(f"bench: {err}", file=sys.stderr)
         return 1
-    systems = {name: summarise(name, raw[name], budgets, cache) for name in args.systems}
-    flops = regard_flops(prep, BATCH_TOKENS)
-    for name in ("regard", "regard-bf16"):
-        if name in systems and systems[name].get("train_tok_s"):
-            measured = ceiling["bfloat16_gflop_s" if name.endswith("bf16") else "float32_gflop_s"]
-            systems[name]["utilisation"] = utilisation(flops, systems[name]["train_tok_s"], measured)
-    result = {
-        "systems": systems, "ratios": ratios(systems), "flops": flops, "ceiling": ceiling,
-        "settings": {**SETTINGS, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
-                     "limit": args.limit, "batches": args.batches, "budgets": budgets, "data": prep.stats,
-                     "subwords": "Regard trains SentencePiece itself from the cleaned text; the peers read the "
-                                 "same pieces pre-tokenised (identical models, checked: same_subwords)",
-                     "train_tok_s": "real target tokens (with </s>) per wall-clock second after the warm-up",
-                     "sent_s": "sentences / translation time without model loading (each toolkit's own timer; "
-                               "Regard: around Translator.translate)"},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "loadavg_start": load_start,
-                    "loadavg_end": os.getloadavg()},
-    }
-    print(format_table(systems, result["ratios"]))
-    print()
-    print(format_flops(flops, ceiling, systems))
-    for name in args.systems:
-        print(f"\n{name}: " + "; ".join(systems[name]["settings"]["notes"]))
+    print_report(result)
     write_result(result, args.out)
     if args.quality:
         shutil.rmtree(args.out / "quality", ignore_errors=True)
-        try:
-            result["quality"] = {"minutes": args.quality_minutes, "limit": args.limit,
-                                 "systems": quality(ctx, args.systems, args.quality_minutes, args.out / "quality")}
-        except RunFailed as err:
-            print(f"bench: {err}", file=sys.stderr)
-            return 1
-        print("\n" + format_quality(result["quality"]["systems"], args.quality_minutes))
+        result["quality"] = {"minutes": args.quality_minutes, "limit": args.limit,
+                             "systems": quality(ctx, args.systems, args.quality_minutes, args.out / "quality")}
+        print("\n" + format_quality(result["quality"]["systems"], args.quality_minutes, args.limit))
         write_result(result, args.out)
-    return 0
+    errors = [n for n, s in result["systems"].items() if "error" in s]
+    errors += [n for n, r in result.get("quality", {}).get("systems", {}).items() if "error" in r]
+    for name in errors:
+        print(f"bench: {name} failed (details in {args.out / 'peers.json'})", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def write_result(result: dict, out: Path) -> None:

@@ -13,7 +13,6 @@ Both print one JSON object as their last line of stdout.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import time
 from pathlib import Path
@@ -62,18 +61,15 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
 
 
 def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, bf16: bool) -> dict:
-    """Translate ``src`` (first ``limit`` lines) and time the call; bf16 only if Regard offers it."""
-    translator = Translator.load(model)
+    """Translate ``src`` (first ``limit`` lines) and time the call (model loading excluded)."""
+    translator = Translator.load(model, bf16=bf16)
     lines = list(read_lines(src))[:limit]
-    options = {}
-    if bf16 and "bf16" in inspect.signature(translator.translate_nbest).parameters:
-        options["bf16"] = True
     tic = time.perf_counter()
-    results = translator.translate(lines, beam=beam, **options)
+    results = translator.translate(lines, beam=beam)
     seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
-            "inference_dtype": "bf16" if options else "fp32"}
+            "inference_dtype": "bf16" if bf16 else "fp32"}
 
 
 def main() -> None:

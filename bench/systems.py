@@ -161,14 +161,14 @@ class Joey(System):
         model = work / "model" / "latest.ckpt"
         if not model.exists():
             raise RunFailed(f"joeynmt saved no checkpoint; end of {run.log}:\n{run.tail()}")
-        return Trained(model, run, measure.joey_points(run.log))
+        return Trained(model, run, measure.joey_points(run.log), {"steps": int(model.resolve().stem)})
 
     def translate(self, ctx: Context, model: Path, beam: int, work: Path) -> Translated:
         work.mkdir(parents=True, exist_ok=True)
         config = write_yaml(self._config(ctx, work, 1, beam, model), work / f"beam{beam}.yaml")
         src = ctx.limited(ctx.prep.pieces("test", "en"), work)
         pieces = work / f"beam{beam}.pieces"
-        # translate -o FILE crashes in Joey 2.3 on torch 2.13: read stdout instead
+        # translate -o FILE crashes in Joey 2.3 (AttributeError: no n_best): read stdout instead
         run = measure.run([self._python(ctx), "-m", "joeynmt", "translate", str(config)],
                           work / f"beam{beam}.log", stdin=src, stdout=pieces, cwd=work)
         _check(run, "joeynmt translation")
@@ -197,7 +197,8 @@ class OpenNMT(System):
         saved = sorted(work.glob("model_step_*.pt"), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
         if not saved:
             raise RunFailed(f"opennmt-py saved no checkpoint; end of {run.log}:\n{run.tail()}")
-        return Trained(saved[-1], run, measure.onmt_points(run.log), {"checkpoint": saved[-1].name})
+        step = int(saved[-1].stem.rsplit("_", 1)[1])
+        return Trained(saved[-1], run, measure.onmt_points(run.log), {"steps": step, "checkpoint": saved[-1].name})
 
     def translate(self, ctx: Context, model: Path, beam: int, work: Path) -> Translated:
         work.mkdir(parents=True, exist_ok=True)
