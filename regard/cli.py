@@ -40,18 +40,13 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def input_lines(path: str | None) -> Iterator[str]:
-    from regard.data.text import read_lines
+    """Normalised lines of a file, or of stdin for None or '-' (empty lines kept)."""
+    from regard.data.text import decode_stream, normalize, read_lines
     if path and path != "-":
         yield from read_lines(path, allow_empty=True)
         return
-    raw = sys.stdin.buffer
-    for number, line in enumerate(raw, start=1):
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise RegardError(f"<stdin>:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
-        from regard.data.text import normalize
-        yield normalize(text)
+    for _, line in decode_stream(sys.stdin.buffer, "<stdin>"):
+        yield normalize(line)
 
 
 def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import shutil
 from collections import defaultdict
-from dataclasses import replace
 from pathlib import Path
 
 from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, TrainConfig

@@ -95,3 +95,9 @@ def test_help_explains_every_command():
     assert result.returncode == 0
     for command in ("train", "translate", "plot", "demo"):
         assert command in result.stdout
+
+
+def test_invalid_utf8_on_stdin_names_the_line(trained_run, capsys, monkeypatch):
+    code, out, err = run(["translate", "--model", str(trained_run)], capsys, stdin=b"the cat\n\xff oops\n",
+                         monkeypatch=monkeypatch)
+    assert code == 2 and "<stdin>:2: invalid UTF-8" in err and "Traceback" not in err

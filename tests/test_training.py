@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from regard.data.batching import Batch
-from regard.errors import Interrupted, RegardError
+from regard.errors import RegardError
 from regard.training.checkpoint import load_model_dir, resolve_model_dir, save_model_dir, write_atomically
 from regard.training.trainer import lr_at, train
 from regard.translator import Translator

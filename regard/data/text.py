@@ -14,7 +14,7 @@ import unicodedata
 import zlib
 from itertools import zip_longest
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 from regard.errors import RegardError
 
@@ -58,17 +58,22 @@ def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise RegardError(f"file not found: {path}")
-    number = 0
     with _open_text(path) as handle:
-        try:
-            for number, raw in enumerate(handle, start=1):
-                try:
-                    yield number, raw.decode("utf-8").rstrip("\r\n")
-                except UnicodeDecodeError as err:
-                    raise RegardError(
-                        f"{path}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
-        except (OSError, EOFError, zlib.error) as err:
-            raise RegardError(f"{path}:{number + 1}: cannot read: {err}") from None
+        yield from decode_stream(handle, str(path))
+
+
+def decode_stream(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """Yield ``(line number, decoded line)`` from a binary stream; errors name ``name:line``."""
+    number = 0
+    try:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise RegardError(
+                    f"{name}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
+    except (OSError, EOFError, zlib.error) as err:
+        raise RegardError(f"{name}:{number + 1}: cannot read: {err}") from None
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
@@ -77,15 +82,10 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str,
     Raises RegardError when the files differ in line count or contain an empty
     line or invalid UTF-8.
     """
-    src = list(read_lines(src_path))
-    tgt = list(read_lines(tgt_path))
-    if len(src) != len(tgt):
-        raise RegardError(
-            f"{src_path} has {len(src)} lines but {tgt_path} has {len(tgt)}: "
-            "source and target files must be line-aligned")
-    if not src:
+    pairs = list(iter_parallel(src_path, tgt_path))
+    if not pairs:
         raise RegardError(f"{src_path}: no sentences")
-    return list(zip(src, tgt))
+    return pairs
 
 
 def iter_parallel(src_path: str | Path, tgt_path: str | Path,

@@ -55,6 +55,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     enc = model.encode(src, src_lengths).index_select(rows)
     state = model.decoder.init_state(enc)
     limit = max_lengths(src_lengths, max_ratio)
+    row_limit = limit.repeat_interleave(K)  # the same limit for each of a sentence's K rows
     scores = torch.full((B, K), float("-inf"))
     scores[:, 0] = 0.0  # only one live hypothesis at the start
     prev = torch.full((B * K,), BOS, dtype=torch.long)
@@ -65,7 +66,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     done = torch.zeros(B, dtype=torch.bool)
     for t in range(int(limit.max()) + 1):
         log_probs, state, weights = step_log_probs(model, prev, state, enc)
-        log_probs = force_eos(log_probs, limit.repeat_interleave(K) <= t)
+        log_probs = force_eos(log_probs, row_limit <= t)
         V = log_probs.shape[1]
         candidates = (scores.view(-1, 1) + log_probs).view(B, K * V)
         top_scores, top_index = candidates.topk(K, dim=1)  # (B, K)
