@@ -49,15 +49,22 @@ def test_scores_and_attention_match_teacher_forcing(alpha):
             assert torch.allclose(h.attention, attention[0], atol=1e-5)
 
 
-def test_batched_beam_equals_one_sentence_at_a_time():
+@pytest.mark.parametrize("beam", [1, 3])
+def test_batched_search_equals_one_sentence_at_a_time(beam):
+    """Sentences leave the batch as they finish; that must not change anyone's result."""
     model = random_model("concat", seed=11)
-    src, lengths = random_batch(batch=4)
-    together = beam_search(model, src, lengths, beam=3, nbest=2)
-    for b in range(4):
+    src, lengths = random_batch(batch=6)
+    search = lambda s, n: ([[h] for h in greedy_search(model, s, n)] if beam == 1  # noqa: E731
+                           else beam_search(model, s, n, beam=beam, nbest=beam - 1))
+    together = search(src, lengths)
+    assert len({len(hyps[0].tokens) for hyps in together}) > 1  # they finish at different steps
+    for b in range(6):
         n = int(lengths[b])
-        alone = beam_search(model, src[b:b + 1, :n], lengths[b:b + 1], beam=3, nbest=2)[0]
+        alone = search(src[b:b + 1, :n], lengths[b:b + 1])[0]
         assert [h.tokens for h in alone] == [h.tokens for h in together[b]]
         assert [h.score for h in alone] == pytest.approx([h.score for h in together[b]], abs=1e-5)
+        for a, t in zip(alone, together[b]):
+            assert torch.allclose(a.attention, t.attention, atol=1e-5)
 
 
 def exhaustive_best(model, src, length, max_len, alpha, vocab=13):

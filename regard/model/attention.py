@@ -12,9 +12,11 @@ concat     vᵀ tanh(W [h_t; h̄_s]) = vᵀ tanh(W_q h_t +   W_k h̄_s
 none       — (context is the encoder's final state)     the final state
 =========  ==========================================  ============================
 
-Shapes: B batch, S source length, D encoder state size, H decoder state size,
+Shapes: B sentences, S source length, D encoder state size, H decoder state size,
 A attention size (concat only). ``mask`` is (B, S), True at real tokens;
-padded positions get weight exactly 0.
+padded positions get weight exactly 0. Queries come in G rows per sentence
+(G = 1 in training and greedy search, the beam size in beam search), so each
+sentence's keys and memory are read once for all of its hypotheses.
 """
 
 from __future__ import annotations
@@ -31,23 +33,25 @@ class Attention(nn.Module):
         return memory
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        """query (B, H), keys (B, S, ·) → scores (B, S)."""
+        """query (B, G, H), keys (B, S, ·) → scores (B, G, S)."""
         raise NotImplementedError
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor, memory: torch.Tensor,
                 mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return context (B, D) and weights (B, S) that sum to 1 over real positions."""
-        scores = self.score(query, keys).masked_fill(~mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        context = torch.bmm(weights.unsqueeze(1).to(memory.dtype), memory).squeeze(1)
-        return context, weights
+        """query (B·G, H) → context (B·G, D) and weights (B·G, S) that sum to 1 over real positions."""
+        B, S, D = memory.shape
+        query = query.view(B, -1, query.shape[-1])  # (B, G, H)
+        scores = self.score(query, keys).masked_fill(~mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(scores, dim=-1)  # (B, G, S)
+        context = torch.bmm(weights.to(memory.dtype), memory)  # (B, G, D)
+        return context.view(-1, D), weights.view(-1, S)
 
 
 class DotAttention(Attention):
     """score = h_tᵀ h̄_s (needs D == H)."""
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+        return torch.bmm(keys, query.transpose(1, 2)).transpose(1, 2)
 
 
 class GeneralAttention(DotAttention):
@@ -75,7 +79,7 @@ class ConcatAttention(Attention):
         return self.W_k(memory)  # (B, S, A)
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        return self.v(torch.tanh(keys + self.W_q(query).unsqueeze(1))).squeeze(2)
+        return self.v(torch.tanh(keys.unsqueeze(1) + self.W_q(query).unsqueeze(2))).squeeze(3)
 
 
 class NoAttention(Attention):
@@ -85,7 +89,7 @@ class NoAttention(Attention):
         return final  # (B, D)
 
     def forward(self, query, keys, memory, mask):
-        return keys, None
+        return keys.repeat_interleave(query.shape[0] // keys.shape[0], dim=0), None
 
 
 def build_attention(name: str, query_size: int, memory_size: int) -> Attention:

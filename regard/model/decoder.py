@@ -32,7 +32,8 @@ class DecoderState:
 
     hidden: per layer (B, H); cell: per layer (B, H) for LSTM, else None
     feed: (B, H) previous attentional state h̃_{t-1}
-    keys: attention keys precomputed once per sentence
+    keys: attention keys precomputed once per sentence: (B', S, ·), one row per sentence
+        (B = B' × beam in beam search)
     """
 
     hidden: list[torch.Tensor]
@@ -40,13 +41,14 @@ class DecoderState:
     feed: torch.Tensor
     keys: torch.Tensor
 
-    def index_select(self, index: torch.Tensor, same_sentences: bool = False) -> DecoderState:
-        """Reorder/expand rows. With ``same_sentences`` (beam search: every row keeps its
-        sentence) the per-sentence attention keys are shared, not copied."""
-        pick = lambda ts: [t.index_select(0, index) for t in ts]  # noqa: E731
-        keys = self.keys if same_sentences else self.keys.index_select(0, index)
+    def index_select(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> DecoderState:
+        """Pick ``rows`` of the per-row tensors. The attention keys belong to sentences, not
+        rows: they are picked by ``sentences``, or kept as they are when None (beam search
+        reordering hypotheses within their sentences)."""
+        pick = lambda ts: [t.index_select(0, rows) for t in ts]  # noqa: E731
+        keys = self.keys if sentences is None else self.keys.index_select(0, sentences)
         return DecoderState(pick(self.hidden), pick(self.cell) if self.cell is not None else None,
-                            self.feed.index_select(0, index), keys)
+                            self.feed.index_select(0, rows), keys)
 
 
 class Decoder(nn.Module):

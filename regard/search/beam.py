@@ -3,8 +3,9 @@
 All B×K hypotheses advance together as one batch of rows. At each step the K
 best continuations of every sentence are chosen among its K×V candidates;
 those ending in ``</s>`` are set aside as finished (their slot is refilled by
-the other candidates next step). Back-pointers are kept per step and
-hypotheses are rebuilt, with their attention, only when they finish.
+the other candidates next step). A sentence whose search is over leaves the
+batch, so later steps compute only live sentences. Back-pointers are kept per
+step; the n-best hypotheses are rebuilt, with their attention, at the end.
 
 Stopping is exact under the length penalty lp(L) = ((5+L)/6)^α: a live
 hypothesis's log-probability can only fall, so the best normalised score it
@@ -25,21 +26,29 @@ from regard.search.greedy import Hypothesis, force_eos, length_penalty, max_leng
 
 @dataclass
 class History:
-    """Per-step back-pointers: token[t][i] was chosen for slot i from row parent[t][i]."""
+    """Back-pointers. At step t, slot i holds token ``tokens[t][i]`` continuing input row
+    ``parents[t][i]``; the input rows of step t+1 are the slots ``kept[t]`` of step t
+    (every slot when None: sentences that finish leave the batch)."""
 
     tokens: list[torch.Tensor]
     parents: list[torch.Tensor]
+    kept: list[torch.Tensor | None]
     weights: list[torch.Tensor | None]
+
+    def as_lists(self) -> History:
+        """The same history with plain lists of ints, for fast rebuilding."""
+        lists = lambda ts: [t.tolist() if t is not None else None for t in ts]  # noqa: E731
+        return History(lists(self.tokens), lists(self.parents), lists(self.kept), self.weights)
 
     def rebuild(self, t: int, slot: int, src_len: int) -> tuple[list[int], torch.Tensor | None]:
         """Tokens (ending in ``</s>`` at step t) and attention (t+1, src_len) of one hypothesis."""
         tokens, rows = [], []
         for s in range(t, -1, -1):
-            parent = int(self.parents[s][slot])
-            tokens.append(int(self.tokens[s][slot]))
+            parent = self.parents[s][slot]
+            tokens.append(self.tokens[s][slot])
             if self.weights[s] is not None:
                 rows.append(self.weights[s][parent, :src_len])
-            slot = parent
+            slot = parent if s == 0 or self.kept[s - 1] is None else self.kept[s - 1][parent]
         attention = torch.stack(rows[::-1]).float() if rows else None
         return tokens[::-1], attention
 
@@ -51,43 +60,51 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     if not 1 <= nbest <= beam:
         raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
     B, K = src.shape[0], beam
-    rows = torch.arange(B).repeat_interleave(K)
-    enc = model.encode(src, src_lengths).index_select(rows)
-    state = model.decoder.init_state(enc)
+    enc = model.encode(src, src_lengths)  # one row per sentence, shared by its K hypotheses
+    state = model.decoder.init_state(enc).index_select(torch.arange(B).repeat_interleave(K))
     limit = max_lengths(src_lengths, max_ratio)
     row_limit = limit.repeat_interleave(K)  # the same limit for each of a sentence's K rows
     scores = torch.full((B, K), float("-inf"))
     scores[:, 0] = 0.0  # only one live hypothesis at the start
     prev = torch.full((B * K,), BOS, dtype=torch.long)
-    history = History([], [], [])
+    history = History([], [], [], [])
     found: list[list[tuple[float, int, int]]] = [[] for _ in range(B)]  # (score, step, slot)
     nth_best = torch.full((B,), float("-inf"))  # n-th best finished score per sentence
     bound_lp = length_penalty(limit + 1, alpha).float()  # lp of the longest possible output
-    done = torch.zeros(B, dtype=torch.bool)
+    alive = torch.arange(B)  # the sentences still searched, in row order
     for t in range(int(limit.max()) + 1):
+        n = len(alive)
         log_probs, state, weights = step_log_probs(model, prev, state, enc)
         log_probs = force_eos(log_probs, row_limit <= t)
         V = log_probs.shape[1]
-        candidates = (scores.view(-1, 1) + log_probs).view(B, K * V)
-        top_scores, top_index = candidates.topk(K, dim=1)  # (B, K)
-        parents = (top_index // V + torch.arange(B).unsqueeze(1) * K).view(-1)
+        top_scores, top_index = (scores.view(-1, 1) + log_probs).view(n, K * V).topk(K, dim=1)  # (n, K)
+        parents = (top_index // V + torch.arange(n).unsqueeze(1) * K).view(-1)
         prev = (top_index % V).view(-1)
         history.tokens.append(prev)
         history.parents.append(parents)
         history.weights.append(weights)
-        state = state.index_select(parents, same_sentences=True)
-        ended = (prev.view(B, K) == EOS) & (top_scores > float("-inf")) & ~done.unsqueeze(1)
+        ended = (prev.view(n, K) == EOS) & (top_scores > float("-inf"))
         for b, k in ended.nonzero().tolist():
-            found[b].append((float(top_scores[b, k]) / length_penalty(t + 1, alpha), t, b * K + k))
-            if len(found[b]) >= nbest:
-                nth_best[b] = sorted(found[b], reverse=True)[nbest - 1][0]
-        scores = top_scores.masked_fill(ended | done.unsqueeze(1), float("-inf"))
+            g = int(alive[b])
+            found[g].append((float(top_scores[b, k]) / length_penalty(t + 1, alpha), t, b * K + k))
+            if len(found[g]) >= nbest:
+                nth_best[g] = sorted(found[g], reverse=True)[nbest - 1][0]
+        scores = top_scores.masked_fill(ended, float("-inf"))
         best_live = scores.max(dim=1).values
-        # stop a sentence when nothing is live, or no live hypothesis can still enter its n-best
-        done |= (best_live == float("-inf")) | (nth_best >= best_live / bound_lp)
-        scores[done] = float("-inf")
+        # a sentence is done when nothing is live, or no live hypothesis can still enter its n-best
+        done = (best_live == float("-inf")) | (nth_best[alive] >= best_live / bound_lp[alive])
         if done.all():
             break
+        if done.any():  # finished sentences leave the batch
+            keep = (~done).nonzero().squeeze(1)
+            slots = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            alive, scores, prev, row_limit = alive[keep], scores[keep], prev[slots], row_limit[slots]
+            enc, state = enc.index_select(keep), state.index_select(parents[slots], keep)
+            history.kept.append(slots)
+        else:
+            state = state.index_select(parents)
+            history.kept.append(None)
+    history = history.as_lists()
     return [_best(history, found[b], nbest, int(src_lengths[b])) for b in range(B)]
 
 

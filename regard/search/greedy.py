@@ -55,32 +55,37 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
                   alpha: float = 0.0) -> list[Hypothesis]:
     """Pick the most probable word at every step, for a whole batch at once.
 
-    src (B, S), src_lengths (B,) → one :class:`Hypothesis` per sentence.
+    src (B, S), src_lengths (B,) → one :class:`Hypothesis` per sentence. A sentence
+    leaves the batch as soon as it ends, so later steps only compute the live ones.
     """
     enc = model.encode(src, src_lengths)
     state = model.decoder.init_state(enc)
-    B = src.shape[0]
+    B, S = src.shape
     limit = max_lengths(src_lengths, max_ratio)
+    steps = int(limit.max()) + 1
+    alive = torch.arange(B)  # the sentence of every row still decoding
     prev = torch.full((B,), BOS, dtype=torch.long)
-    done = torch.zeros(B, dtype=torch.bool)
+    tokens = torch.full((B, steps), EOS, dtype=torch.long)
+    attn = torch.zeros(B, steps, S) if model.has_attention else None
     total = torch.zeros(B)
-    tokens, weights = [], []
-    for t in range(int(limit.max()) + 1):
+    for t in range(steps):
         log_probs, state, w = step_log_probs(model, prev, state, enc)
-        log_probs = force_eos(log_probs, limit <= t)
+        log_probs = force_eos(log_probs, limit[alive] <= t)
         best, prev = log_probs.max(dim=-1)
-        total += torch.where(done, 0.0, best)
-        tokens.append(prev)
-        weights.append(w)
-        done = done | (prev == EOS)
-        if done.all():
+        total[alive] = best if t == 0 else total[alive] + best
+        tokens[alive, t] = prev
+        if attn is not None:
+            attn[alive, t] = w.float()
+        live = prev != EOS
+        if not live.any():
             break
-    tokens_bt = torch.stack(tokens, dim=1)  # (B, T)
-    attn = torch.stack(weights, dim=1) if weights[0] is not None else None  # (B, T, S)
+        if not live.all():
+            keep = live.nonzero().squeeze(1)
+            alive, prev = alive[keep], prev[keep]
+            enc, state = enc.index_select(keep), state.index_select(keep, keep)
     hyps = []
-    for b in range(B):
-        row = tokens_bt[b].tolist()
-        n = row.index(EOS) if EOS in row else len(row)
-        att = attn[b, : n + 1, : int(src_lengths[b])].float() if attn is not None else None
+    for b, row in enumerate(tokens.tolist()):
+        n = row.index(EOS)
+        att = attn[b, : n + 1, : int(src_lengths[b])] if attn is not None else None
         hyps.append(Hypothesis(row[:n], float(total[b]) / length_penalty(n + 1, alpha), att))
     return hyps
