@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench.configs import LOG_EVERY, regard_config
+from bench.configs import LOG_EVERY, TRANSLATE_BATCH, regard_config
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
@@ -62,10 +62,10 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
 
 def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, bf16: bool) -> dict:
     """Translate ``src`` (first ``limit`` lines) and time the call (model loading excluded)."""
-    translator = Translator.load(model, bf16=bf16)
+    translator = Translator.load(model, precision="bf16" if bf16 else "fp32")
     lines = list(read_lines(src))[:limit]
     tic = time.perf_counter()
-    results = translator.translate(lines, beam=beam)
+    results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH)
     seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),

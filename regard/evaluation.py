@@ -87,22 +87,25 @@ def model_name(path: str | Path) -> str:
 
 
 def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
-                   edges: Sequence[int] = BUCKETS, name: str | None = None) -> dict[str, Any]:
+                   edges: Sequence[int] = BUCKETS, name: str | None = None,
+                   precision: str = "fp32") -> dict[str, Any]:
     """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result."""
     from regard.translator import Translator
-    translator = Translator.load(model)
+    translator = Translator.load(model, precision=precision)
     beam = beam or translator.cfg.search.beam
     tic = time.perf_counter()
     hypotheses = [t.text for t in translator.translate(sources, beam=beam)]
     seconds = time.perf_counter() - tic
     return {"name": name or model_name(model), "model": str(model), "attention": translator.cfg.model.attention,
-            "beam": beam, "translate_seconds": round(seconds, 2), **score(hypotheses, references, sources, edges),
+            "beam": beam, "precision": precision, "translate_seconds": round(seconds, 2),
+            "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}
 
 
 def format_result(result: dict[str, Any]) -> str:
     """A few lines for people."""
-    lines = [f"{result['name']} (attention: {result['attention']}, beam {result['beam']}, {result['n']} sentences)",
+    lines = [f"{result['name']} (attention: {result['attention']}, beam {result['beam']}, {result['n']} sentences, "
+             f"{result['precision']}: {result['sentences_per_second']} sentences/s)",
              f"  BLEU {result['bleu']:.2f}   [{result['bleu_signature']}]",
              f"  chrF {result['chrf']:.2f}   [{result['chrf_signature']}]",
              f"  BLEU lower-cased {result['bleu_lc']:.2f}   [{result['bleu_lc_signature']}]",

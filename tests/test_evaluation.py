@@ -85,7 +85,9 @@ def test_evaluate_two_models_writes_json_and_plot(grammar_test, capsys, tmp_path
     assert "lowercase=True tokenize=13a" in result["bleu_lc_note"]
     assert sum(b["n"] for b in result["buckets"]) == 60 and [b["words"] for b in result["buckets"]][0] == "1-7"
     assert report["results"][1]["bleu"] == pytest.approx(result["bleu"])  # same model, same greedy output
-    assert f"att (attention: general, beam 1, 60 sentences)\n  BLEU {result['bleu']:.2f}" in out
+    assert result["precision"] == "fp32" and result["sentences_per_second"] > 0
+    assert (f"att (attention: general, beam 1, 60 sentences, fp32: {result['sentences_per_second']} sentences/s)"
+            f"\n  BLEU {result['bleu']:.2f}") in out
     assert "BLEU lower-cased" in out and "BLEU by source length: 1-7:" in out
     png = (tmp_path / "bleu.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000

@@ -185,12 +185,19 @@ def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path,
     assert state["step"] == 12 and state["bad_evals"] == 2  # best at 4, no better at 8 and 12
 
 
-def test_bf16_translation_casts_the_weights_and_agrees_with_fp32(trained_run, grammar_data):
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_low_precision_translation_converts_the_weights_and_agrees_with_fp32(trained_run, grammar_data,
+                                                                             precision):
     fp32 = Translator.load(trained_run)
-    bf16 = Translator.load(trained_run, bf16=True)
-    assert all(p.dtype == torch.bfloat16 for p in bf16.model.parameters())
+    low = Translator.load(trained_run, precision=precision)
+    if precision == "bf16":
+        assert all(p.dtype == torch.bfloat16 for p in low.model.parameters())
+    else:  # every linear and recurrent layer is a dynamically quantised one
+        modules = list(low.model.modules())
+        assert not [m for m in modules if type(m) in (torch.nn.Linear, torch.nn.GRU, torch.nn.GRUCell)]
+        assert [m for m in modules if "quantized" in type(m).__module__]
     sources = [s for s, _ in grammar_data[1][:20]]
-    a, b = fp32.translate(sources, beam=3), bf16.translate(sources, beam=3)
-    assert sum(x.text == y.text for x, y in zip(a, b)) >= 15  # bf16 rounding may flip a close call
+    a, b = fp32.translate(sources, beam=3), low.translate(sources, beam=3)
+    assert sum(x.text == y.text for x, y in zip(a, b)) >= 15  # rounding may flip a close call
     for t in b:
         assert all(abs(sum(row) - 1) < 2e-2 for row in t.attention)

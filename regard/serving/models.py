@@ -21,12 +21,12 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     return name, folder
 
 
-def load_models(specs: list[str], bf16: bool = False) -> dict[str, Translator]:
+def load_models(specs: list[str], precision: str = "fp32") -> dict[str, Translator]:
     """Load every model; the order of ``specs`` is kept (the first is the default)."""
     models: dict[str, Translator] = {}
     for spec in specs:
         name, folder = parse_model_spec(spec)
         if name in models:
             raise RegardError(f"two models are named {name!r}: name them with --model NAME=DIR")
-        models[name] = Translator.load(folder, bf16=bf16)
+        models[name] = Translator.load(folder, precision=precision)
     return models
