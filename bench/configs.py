@@ -18,6 +18,7 @@ from bench.data import Prepared, recipe_config
 from regard.config import Config, DataConfig, ModelConfig, SearchConfig, TrainConfig
 
 THREADS = 2
+REGARD_WORKERS = 2  # Regard trains with 2 processes of 1 thread (train.workers); the peers with 1 of 2 threads
 BATCH_TOKENS = 2000
 LOG_EVERY = 10  # peers log every 10 steps; Regard's step times are grouped the same way
 TRANSLATE_BATCH = 128  # sentences per translation batch, for every system (Regard's default)
@@ -33,6 +34,8 @@ SETTINGS = {
 
 NOTES = {
     "regard": [
+        "training: train.workers 2, i.e. 2 processes of 1 thread, each computing the gradient of half of every "
+        "batch (one optimizer, shared parameters); peak RSS adds the worker's to the main process's",
         "translation batch: 128 sentences (x beam hypotheses), sorted by length; a sentence leaves the batch "
         "when its search is over",
         "max output: 2 x source subwords + 4 per sentence",
@@ -87,7 +90,8 @@ def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False,
                           decoder_hidden=512, decoder_layers=1, attention="general", input_feeding=True,
                           dropout=0.2, init_range=0.1),
         search=SearchConfig(beam=5, length_penalty=1.0, max_ratio=2.0),
-        train=TrainConfig(out_dir=str(out_dir), seed=1, threads=THREADS, batch_tokens=BATCH_TOKENS,
+        train=TrainConfig(out_dir=str(out_dir), seed=1, threads=THREADS // REGARD_WORKERS, workers=REGARD_WORKERS,
+                          batch_tokens=BATCH_TOKENS,
                           max_steps=steps, lr=1e-3, schedule="constant", clip_norm=1.0, label_smoothing=0.1,
                           bf16=bf16, eval_every=min(eval_every, steps), eval_beam=1),
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -36,10 +37,10 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
     state = {"step": 0, "tokens": 0, "same_subwords": None}
     train_step, build_tokenizers = trainer.train_step, trainer.build_tokenizers
 
-    def timed_step(model, optimizer, batch, lr, cfg):
-        loss = train_step(model, optimizer, batch, lr, cfg)
+    def timed_step(model, optimizer, batch, lr, cfg, workers=None):
+        loss = train_step(model, optimizer, batch, lr, cfg, workers)
         state["step"] += 1
-        state["tokens"] += batch.n_tokens
+        state["tokens"] += workers.total_tokens if workers else batch.n_tokens
         if state["step"] % LOG_EVERY == 0:
             points.append((state["step"], time.perf_counter(), state["tokens"]))
             state["tokens"] = 0
@@ -56,8 +57,9 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
         trainer.train(cfg, data=(pairs, valid), show_progress=False)
     except Interrupted:
         interrupted = True
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if cfg.train.workers > 1 else 0.0
     return {"points": points, "steps": state["step"], "same_subwords": state["same_subwords"],
-            "interrupted": interrupted, "model": str(out / "last")}
+            "interrupted": interrupted, "model": str(out / "last"), "worker_peak_rss_mib": workers_rss}
 
 
 def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, bf16: bool) -> dict:

@@ -7,6 +7,7 @@ peers print SentencePiece pieces, decoded with the same model Regard uses).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass, field
@@ -115,8 +116,11 @@ class Regard(System):
         _check(run, f"{self.name} training", allow_interrupt=True)
         result = _last_json(out)
         points = [(s, t, float(n)) for s, t, n in result["points"]]
+        worker_rss = result["worker_peak_rss_mib"]  # the worker process is not the measured child: add it
+        run = dataclasses.replace(run, peak_rss_mib=run.peak_rss_mib + worker_rss)
         return Trained(Path(result["model"]), run, points, {"same_subwords": result["same_subwords"],
-                                                            "steps": result["steps"]})
+                                                            "steps": result["steps"],
+                                                            "worker_peak_rss_mib": worker_rss})
 
     def translate(self, ctx: Context, model: Path, beam: int, work: Path) -> Translated:
         out, hyps = work / f"beam{beam}.json", work / f"beam{beam}.hyp"

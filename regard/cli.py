@@ -32,7 +32,7 @@ EXAMPLES = """examples:
 def cmd_train(args: argparse.Namespace) -> None:
     from regard.config import load_config
     from regard.training.trainer import train
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, args.set)
     if args.out:
         cfg.train.out_dir = args.out
     out = train(cfg, resume=args.resume)
@@ -313,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True, help="YAML config (see configs/example.yaml)")
     p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir from last/")
     p.add_argument("--out", help="override train.out_dir")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set train.threads=1 --set train.max_minutes=30")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate text, one line out per line in")

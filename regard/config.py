@@ -85,7 +85,8 @@ class TrainConfig:
 
     out_dir: str = "runs/model"
     seed: int = 1
-    threads: int = 0  # torch threads; 0 = all cores
+    threads: int = 0  # torch threads per process; 0 = the cores divided by workers
+    workers: int = 1  # processes sharing each batch (2 on a 2-core CPU: ~1.5x faster than 2 threads)
     batch_tokens: int = 2000  # target tokens per batch (padding included)
     max_steps: int = 20000
     max_epochs: int = 100
@@ -119,8 +120,27 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read a YAML config file; relative data paths resolve against its folder."""
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``["train.threads=1", "model.attention=dot"]`` → ``raw`` with those values (YAML-parsed) set."""
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or len(parts) != 2 or not all(parts):
+            raise RegardError(f"override {item!r}: expected SECTION.KEY=VALUE, e.g. train.threads=1")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise RegardError(f"override {item!r}: not a YAML value: {err}") from None
+        section = raw.setdefault(parts[0], {})
+        if not isinstance(section, dict):
+            raise RegardError(f"override {item!r}: '{parts[0]}' is not a section")
+        section[parts[1]] = value
+    return raw
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file, then apply ``SECTION.KEY=VALUE`` overrides; relative data
+    paths resolve against the file's folder."""
     path = Path(path)
     if not path.is_file():
         raise RegardError(f"config file not found: {path}")
@@ -128,7 +148,7 @@ def load_config(path: str | Path) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RegardError(f"{path}: not valid YAML: {err}") from None
-    cfg = config_from_dict(raw or {}, source=str(path))
+    cfg = config_from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
     for name in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
         value = getattr(cfg.data, name)
         if value and not Path(value).is_absolute():
@@ -194,6 +214,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         "model.encoder_layers": m.encoder_layers, "model.decoder_hidden": m.decoder_hidden,
         "model.decoder_layers": m.decoder_layers, "train.batch_tokens": t.batch_tokens,
         "train.max_steps": t.max_steps, "train.eval_every": t.eval_every, "search.beam": s.beam,
+        "train.workers": t.workers,
         "tokenizer.src_vocab_size": cfg.tokenizer.src_vocab_size,
         "tokenizer.tgt_vocab_size": cfg.tokenizer.tgt_vocab_size, "data.max_len": cfg.data.max_len,
         "train.lr": t.lr, "search.max_ratio": s.max_ratio, "train.eval_beam": t.eval_beam,

@@ -55,3 +55,16 @@ def test_missing_and_invalid_yaml_files(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(RegardError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_overrides_set_typed_values_and_are_checked_like_the_file():
+    cfg = load_config(EXAMPLE, ["train.threads=1", "model.attention=dot", "train.lr=0.0005", "search.beam=3"])
+    assert (cfg.train.threads, cfg.model.attention, cfg.train.lr, cfg.search.beam) == (1, "dot", 0.0005, 3)
+    assert load_config(EXAMPLE).model.attention != "dot"  # the file itself is unchanged
+    with pytest.raises(RegardError, match="unknown key 'train.thread'"):
+        load_config(EXAMPLE, ["train.thread=1"])
+    with pytest.raises(RegardError, match="'train.threads' must be an integer"):
+        load_config(EXAMPLE, ["train.threads=many"])
+    for bad in ("threads=1", "train.threads", "a.b.c=1"):
+        with pytest.raises(RegardError, match="expected SECTION.KEY=VALUE"):
+            load_config(EXAMPLE, [bad])

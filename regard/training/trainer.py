@@ -33,6 +33,7 @@ from regard.model.seq2seq import Seq2Seq
 from regard.training.checkpoint import (load_model_dir, load_trainer_state, save_model_dir,
                                         save_trainer_state, write_atomically)
 from regard.training.logger import ScalarLog
+from regard.training.parallel import Workers, scaled_backward
 from regard.translator import Translator
 
 Pairs = list[tuple[str, str]]
@@ -178,18 +179,21 @@ def epoch_batches(examples: list[Example], cfg: Config, progress: Progress) -> I
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
 
 
-def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch, lr: float, cfg: Config) -> float:
-    """One update on one batch; returns the (smoothed-label) loss."""
+def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch, lr: float, cfg: Config,
+               workers: Workers | None = None) -> float:
+    """One update on one batch; returns the (smoothed-label) loss. With ``workers``,
+    ``batch`` is the main process's share and the workers' gradients are added to its own."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-        loss = model.loss(batch, cfg.train.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    share = 1.0 if workers is None else batch.n_tokens / workers.total_tokens
+    loss = scaled_backward(model, batch, cfg, share)
+    if workers is not None:
+        loss += workers.collect(model)
     if cfg.train.clip_norm > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
     optimizer.step()
-    return loss.item()
+    return loss
 
 
 @dataclass
@@ -234,11 +238,24 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     ``cfg.data`` files. Raises :class:`Interrupted` after saving on Ctrl-C/SIGTERM.
     """
     t, out = cfg.train, Path(cfg.train.out_dir)
-    torch.set_num_threads(t.threads or os.cpu_count() or 1)
+    threads = t.threads or max(1, (os.cpu_count() or 1) // t.workers)
+    torch.set_num_threads(threads)
     model, optimizer, progress, toks, examples, valid, valid_examples = prepare(cfg, out, resume, data)
     run = Run(cfg, out, model, optimizer, progress, toks, valid, valid_examples)
     if progress.step >= t.max_steps:
         return out
+    workers = Workers(model, cfg, examples, t.workers, threads) if t.workers > 1 else None
+    try:
+        return loop(run, examples, workers, show_progress)
+    finally:
+        if workers is not None:
+            workers.close()
+
+
+def loop(run: Run, examples: list[Example], workers: Workers | None, show_progress: bool) -> Path:
+    """The training loop proper, from where ``run.progress`` stands."""
+    cfg, model, optimizer, progress, out = run.cfg, run.model, run.optimizer, run.progress, run.out
+    t = cfg.train
     out.mkdir(parents=True, exist_ok=True)
     log = ScalarLog(out, t.log)
     bar = tqdm(total=t.max_steps, initial=progress.step, disable=not show_progress, unit="step", mininterval=1.0,
@@ -248,12 +265,14 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     with stop_requests() as stop:
         for idx in epoch_batches(examples, cfg, progress):
             tic = time.perf_counter()
-            batch = collate([examples[i] for i in idx])
+            mine = workers.dispatch(idx, examples, progress.step + 1) if workers else idx
+            batch = collate([examples[i] for i in mine])
             lr = lr_at(progress.step + 1, cfg)
-            loss = train_step(model, optimizer, batch, lr, cfg)
+            loss = train_step(model, optimizer, batch, lr, cfg, workers)
             progress.step += 1
             progress.elapsed = time.time() - start
-            tokens, busy = tokens + batch.n_tokens, busy + time.perf_counter() - tic
+            n_tokens = workers.total_tokens if workers else batch.n_tokens
+            tokens, busy = tokens + n_tokens, busy + time.perf_counter() - tic
             avg = progress.train_loss
             progress.train_loss = loss if avg is None else 0.95 * avg + 0.05 * loss
             bar.update(1)
