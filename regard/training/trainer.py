@@ -37,6 +37,7 @@ from regard.training.parallel import Workers, scaled_backward
 from regard.translator import Translator
 
 Pairs = list[tuple[str, str]]
+TIMED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"  # no steps ETA when a time limit rules
 
 
 @dataclass
@@ -258,8 +259,9 @@ def loop(run: Run, examples: list[Example], workers: Workers | None, show_progre
     t = cfg.train
     out.mkdir(parents=True, exist_ok=True)
     log = ScalarLog(out, t.log)
+    timed = t.max_minutes > 0  # the time limit usually ends such runs: show the time left, not a steps ETA
     bar = tqdm(total=t.max_steps, initial=progress.step, disable=not show_progress, unit="step", mininterval=1.0,
-               dynamic_ncols=True)
+               dynamic_ncols=True, bar_format=TIMED_BAR if timed else None)
     start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
     model.train()
     with stop_requests() as stop:
@@ -276,7 +278,9 @@ def loop(run: Run, examples: list[Example], workers: Workers | None, show_progre
             avg = progress.train_loss
             progress.train_loss = loss if avg is None else 0.95 * avg + 0.05 * loss
             bar.update(1)
-            bar.set_postfix(loss=f"{progress.train_loss:.3f}", tok_s=f"{tokens / busy:.0f}", epoch=progress.epoch)
+            left = {"time_left": f"{max(0.0, t.max_minutes - progress.elapsed / 60):.1f}min"} if timed else {}
+            bar.set_postfix(loss=f"{progress.train_loss:.3f}", tok_s=f"{tokens / busy:.0f}", epoch=progress.epoch,
+                            **left)
             done = progress.step >= t.max_steps or 0 < t.max_minutes * 60 <= progress.elapsed
             if done or progress.step % t.eval_every == 0:
                 done = run.validate(log, bar, lr=lr, train_loss=progress.train_loss, tok_s=tokens / busy) or done
