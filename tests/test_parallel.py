@@ -1,9 +1,11 @@
 """Data-parallel training: workers share the parameters and split each batch."""
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from regard.data.batching import collate
+from regard.errors import RegardError
 from regard.model.seq2seq import Seq2Seq
 from regard.training.parallel import Workers, flat_grads
 from regard.training.trainer import build_tokenizers, encode_pairs, train, train_step
@@ -48,3 +50,18 @@ def test_two_worker_runs_are_deterministic_and_learn(tmp_path, grammar_data):
     rows = (tmp_path / "a" / "log.csv").read_text().splitlines()
     first, last = (dict(zip(rows[0].split(","), r.split(","))) for r in (rows[1], rows[2]))
     assert float(last["valid_loss"]) < float(first["valid_loss"])
+
+
+def test_a_worker_failure_is_a_clear_error_and_workers_stop(tmp_path, grammar_data):
+    cfg = tiny_config(tmp_path)
+    toks = build_tokenizers(cfg, grammar_data[0][:200])
+    examples = encode_pairs(grammar_data[0][:200], *toks, 100)
+    model = Seq2Seq(cfg.model, len(toks[0]), len(toks[1]))
+    workers = Workers(model, cfg, examples, 2)
+    try:
+        workers.pipes[0].send(([10**6], 1, 10))  # a sentence index past the end of the data
+        with pytest.raises(RegardError, match="(?s)a training worker failed:.*IndexError"):
+            workers.collect(model)
+    finally:
+        workers.close()
+    assert not any(p.is_alive() for p in workers.processes)

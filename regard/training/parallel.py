@@ -107,13 +107,21 @@ def receive(pipe) -> float:
     return reply
 
 
+def next_message(pipe):
+    """The main process's next message; None when it says stop or has gone away."""
+    try:
+        return pipe.recv()
+    except EOFError:
+        return None
+
+
 def work(rank: int, model: Seq2Seq, cfg: Config, examples: list[Example], buffer: torch.Tensor, pipe,
          threads: int) -> None:
     """A worker's loop: gradient of each share it is sent, into ``buffer``, until None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     torch.set_num_threads(threads)
     model.train()
-    while (message := pipe.recv()) is not None:
+    while (message := next_message(pipe)) is not None:
         share, step, total_tokens = message
         try:
             torch.manual_seed(cfg.train.seed * 1_000_003 + step * 64 + rank)
