@@ -39,10 +39,13 @@ def scaled_backward(model: Seq2Seq, batch: Batch, cfg: Config, share: float) -> 
     return loss.item()
 
 
-def flat_grads(model: Seq2Seq) -> torch.Tensor:
-    """Every parameter's gradient (zeros where none) as one vector, in parameters() order."""
-    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
-                      for p in model.parameters()])
+def grad_views(model: Seq2Seq, buffer: torch.Tensor) -> list[torch.Tensor]:
+    """``buffer`` (one value per parameter entry) cut into views shaped like each parameter."""
+    views, offset = [], 0
+    for p in model.parameters():
+        views.append(buffer[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return views
 
 
 class Workers:
@@ -75,13 +78,9 @@ class Workers:
         """Wait for the workers; add their gradients to ``model``'s; return their weighted loss."""
         loss = 0.0
         for pipe, buffer in zip(self.pipes, self.buffers):
-            reply = receive(pipe)
-            loss += reply
-            offset = 0
-            for p in model.parameters():
-                grad = buffer[offset:offset + p.numel()].view_as(p)
+            loss += receive(pipe)
+            for p, grad in zip(model.parameters(), grad_views(model, buffer)):
                 p.grad = grad.clone() if p.grad is None else p.grad.add_(grad)
-                offset += p.numel()
         return loss
 
     def close(self) -> None:
@@ -121,6 +120,7 @@ def work(rank: int, model: Seq2Seq, cfg: Config, examples: list[Example], buffer
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the main process to handle
     torch.set_num_threads(threads)
     model.train()
+    views = grad_views(model, buffer)
     while (message := next_message(pipe)) is not None:
         share, step, total_tokens = message
         try:
@@ -129,7 +129,8 @@ def work(rank: int, model: Seq2Seq, cfg: Config, examples: list[Example], buffer
             if share:
                 batch = collate([examples[i] for i in share])
                 loss = scaled_backward(model, batch, cfg, batch.n_tokens / total_tokens)
-            buffer.copy_(flat_grads(model))
+            for p, view in zip(model.parameters(), views):
+                view.copy_(p.grad) if p.grad is not None else view.zero_()
             model.zero_grad(set_to_none=True)
             pipe.send(loss)
         except Exception:  # report, then keep serving: the main process decides to stop
