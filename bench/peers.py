@@ -220,7 +220,8 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
         say(f"quality: train {name} for {minutes:g} minutes")
         try:
             trained = SYSTEMS[name].train(ctx, work / name / "train", 10**7, deadline_s=minutes * 60)
-            say(f"quality: translate with {name} (beam 5)")
+            say(f"quality: translate with {name} (greedy, then beam 5)")
+            greedy = SYSTEMS[name].translate(ctx, trained.model, 1, work / name / "translate")
             done = SYSTEMS[name].translate(ctx, trained.model, 5, work / name / "translate")
         except RunFailed as err:
             out[name] = {"error": str(err)}
@@ -231,7 +232,9 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
                      "bleu_signature": scores["bleu_signature"], "bleu_lc_signature": scores["bleu_lc_signature"],
                      "train_wall_s": trained.run.wall_s, "peak_rss_mib_train": trained.run.peak_rss_mib,
                      "beam5_sent_s": done.sentences / done.seconds, "sentences": done.sentences,
-                     "mean_out_tokens": done.out_tokens / done.sentences, **trained.extra}
+                     "mean_out_tokens": done.out_tokens / done.sentences,
+                     "greedy_sent_s": greedy.sentences / greedy.seconds,
+                     "greedy_mean_out_tokens": greedy.out_tokens / greedy.sentences, **trained.extra}
         say(f"  BLEU (lower-cased, 13a) {scores['bleu_lc']:.2f}, cased detok {scores['bleu']:.2f}, "
             f"{trained.extra.get('steps')} steps")
     return out
@@ -240,13 +243,14 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
 def format_quality(results: dict, minutes: float, limit: int | None) -> str:
     test = f"the first {limit} sentences of test_2016_flickr" if limit else "test_2016_flickr"
     lines = [f"after {minutes:g} minutes of training (beam 5, {test}):",
-             f"{'system':<13}{'BLEU lc-tok':>12}{'BLEU cased':>12}{'chrF':>8}{'steps':>8}{'beam5 sent/s':>14}"]
+             f"{'system':<13}{'BLEU lc-tok':>12}{'BLEU cased':>12}{'chrF':>8}{'steps':>8}{'greedy sent/s':>15}"
+             f"{'beam5 sent/s':>14}"]
     for name, r in results.items():
         if "error" in r:
             lines.append(f"{name:<13}  failed: {r['error'].splitlines()[0]}")
             continue
         lines.append(f"{name:<13}{r['bleu_lc']:12.2f}{r['bleu']:12.2f}{r['chrf']:8.2f}{r['steps']:8d}"
-                     f"{r['beam5_sent_s']:14.1f}")
+                     f"{r['greedy_sent_s']:15.1f}{r['beam5_sent_s']:14.1f}")
     return "\n".join(lines)
 
 
