@@ -86,7 +86,7 @@ class TrainConfig:
     out_dir: str = "runs/model"
     seed: int = 1
     threads: int = 0  # torch threads per process; 0 = the cores divided by workers
-    workers: int = 1  # processes sharing each batch (2 on a 2-core CPU: ~1.5x faster than 2 threads)
+    workers: int = 1  # processes sharing each batch (2 on a 2-core CPU: +20% fp32, +38% bf16 over 2 threads)
     batch_tokens: int = 2000  # target tokens per batch (padding included)
     max_steps: int = 20000
     max_epochs: int = 100
