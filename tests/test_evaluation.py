@@ -24,7 +24,8 @@ def grammar_test(tmp_path_factory) -> tuple[Path, Path, Path]:
     folder = tmp_path_factory.mktemp("evaluation")
     train_pairs, heldout = demo_splits(n_train=2000, n_heldout=80, seed=11)
     cfg = Config(tokenizer=TokenizerConfig(src_vocab_size=150, tgt_vocab_size=150),
-                 model=ModelConfig(embedding_size=32, encoder_hidden=64, decoder_hidden=128, dropout=0.0),
+                 model=ModelConfig(embedding_size=32, encoder_hidden=64, decoder_hidden=128, dropout=0.0,
+                                   attention="general"),
                  search=SearchConfig(beam=2),
                  train=TrainConfig(out_dir=str(folder / "run"), seed=2, threads=1, batch_tokens=1000, max_steps=100,
                                    eval_every=100, lr=3e-3, label_smoothing=0.0))

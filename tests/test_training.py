@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from regard.data.batching import Batch
 from regard.errors import RegardError
 from regard.training.checkpoint import load_model_dir, resolve_model_dir, save_model_dir, write_atomically
-from regard.training.trainer import lr_at, train
+from regard.training.trainer import lr_at, spread, train
 from regard.translator import Translator
 from tests.conftest import random_batch, tiny_config
 
@@ -147,6 +147,14 @@ def test_learning_rate_schedules():
 def write_corpus(folder: Path, pairs, name: str):
     (folder / f"{name}.en").write_text("".join(s + "\n" for s, _ in pairs))
     (folder / f"{name}.fr").write_text("".join(t + "\n" for _, t in pairs))
+
+
+def test_validation_bleu_samples_the_whole_file_not_its_head():
+    by_length = [("w " * n, str(n)) for n in range(1, 1001)]  # sorted by length, like Tatoeba's split
+    sample = spread(by_length, 10)
+    assert len(sample) == 10 and len(set(sample)) == 10
+    assert sample[0] == by_length[0] and sample[-1][1] == "901"
+    assert spread(by_length[:7], 10) == by_length[:7]
 
 
 def test_sigterm_saves_then_resume_finishes(tmp_path, grammar_data):

@@ -55,7 +55,7 @@ class Decoder(nn.Module):
     """RNN decoder with attention, input feeding and an encoder→decoder bridge."""
 
     def __init__(self, vocab_size: int, embedding_size: int, hidden_size: int, memory_size: int,
-                 layers: int = 1, rnn: str = "gru", attention: str = "general",
+                 layers: int = 1, rnn: str = "gru", attention: str = "concat",
                  input_feeding: bool = True, dropout: float = 0.0, tied_embeddings: bool = False):
         super().__init__()
         self.embed = nn.Embedding(vocab_size, embedding_size, padding_idx=PAD)

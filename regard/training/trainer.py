@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence, TypeVar
 
 import sacrebleu
 import torch
@@ -35,6 +35,8 @@ from regard.training.checkpoint import (load_model_dir, load_trainer_state, save
 from regard.training.logger import ScalarLog
 from regard.training.parallel import Workers, scaled_backward
 from regard.translator import Translator
+
+T = TypeVar("T")
 
 Pairs = list[tuple[str, str]]
 TIMED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"  # no steps ETA when a time limit rules
@@ -97,6 +99,14 @@ def load_pairs(cfg: Config) -> tuple[Pairs, Pairs]:
     return train_pairs, read_parallel(d.valid_src, d.valid_tgt)
 
 
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """At most ``n`` items, evenly spaced through ``items``: a sample of a file sorted by length
+    (Tatoeba's is) covers every length, where its first ``n`` lines would be the shortest."""
+    if n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 @torch.no_grad()
 def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
              valid: Pairs, valid_examples: list[Example]) -> tuple[float, float]:
@@ -107,7 +117,7 @@ def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer
         batch = collate([valid_examples[i] for i in idx])
         total += float(model.loss(batch)) * batch.n_tokens
         tokens += batch.n_tokens
-    subset = valid[: cfg.data.valid_max_sentences]
+    subset = spread(valid, cfg.data.valid_max_sentences)
     hyps = Translator(model, cfg, src_tok, tgt_tok).translate([s for s, _ in subset], beam=cfg.train.eval_beam)
     bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [[t for _, t in subset]]).score
     model.train()
