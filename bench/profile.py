@@ -68,10 +68,8 @@ def profile_train(bf16: bool, n_batches: int, ops: bool) -> None:
             attentional, _ = model.decoder(b.tgt_in, model.encode(b.src, b.src_lengths))
         attentional.float().sum().backward()
 
-    def whole(b):
-        with autocast():
-            loss = model.loss(b, cfg.train.label_smoothing)
-        loss.backward()
+    def whole(b):  # as training does it: the output layer and loss in chunks
+        model.backward_loss(b, cfg.train.label_smoothing, autocast=autocast)
 
     times = {name: ms_per_call(fn, batches) for name, fn in
              (("encoder", encoder), ("encoder+decoder loop", decoder_loop), ("whole step", whole))}
@@ -118,13 +116,15 @@ def main() -> None:
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--ops", action="store_true", help="also print the profiler's top operators")
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"torch threads (default {THREADS}; each of train.workers: 2 has 1)")
     p = sub.add_parser("translate", help="sentences/s per precision and beam")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--src", required=True, type=Path)
     p.add_argument("--limit", type=int)
     p.add_argument("--ops", action="store_true", help="also print the profiler's top operators (bf16, beam 5)")
     args = parser.parse_args()
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(getattr(args, "threads", THREADS))
     if args.command == "train":
         profile_train(args.bf16, args.batches, args.ops)
     else:

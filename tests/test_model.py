@@ -57,3 +57,32 @@ def test_init_is_uniform_within_range_and_seeded():
     for (name, p), q in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(p, q)
         assert float(p.detach().abs().max()) <= 0.5
+
+
+@pytest.mark.parametrize("variant", [{}, {"tied_embeddings": True, "embedding_size": 12}])
+def test_chunked_backward_loss_equals_the_plain_loss_backward(variant):
+    """Training's backward (output layer and loss in chunks, padding rows dropped, the loss's
+    gradient written by hand) must give :meth:`loss`'s value and every parameter's gradient."""
+    model, b = random_model(**variant), batch()
+    (model.loss(b, label_smoothing=0.1) * 0.3).backward()
+    expected = {name: p.grad.clone() for name, p in model.named_parameters()}
+    value = float(model.loss(b, label_smoothing=0.1).detach()) * 0.3
+    model.zero_grad()
+    got = model.backward_loss(b, label_smoothing=0.1, scale=0.3, chunk_rows=4)  # 10 real tokens: 3 chunks
+    assert got == pytest.approx(value, rel=1e-6)
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[name], atol=1e-7, rtol=1e-5), name
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
+def test_smoothed_cross_entropy_matches_torch_in_value_and_gradient(smoothing):
+    from regard.model.loss import smoothed_cross_entropy
+    torch.manual_seed(0)
+    logits = torch.randn(6, 11, dtype=torch.float64, requires_grad=True)
+    gold = torch.randint(0, 11, (6,))
+    ours = smoothed_cross_entropy(logits, gold, smoothing)
+    theirs = torch.nn.functional.cross_entropy(logits, gold, reduction="sum", label_smoothing=smoothing)
+    assert torch.allclose(ours, theirs)
+    assert torch.allclose(torch.autograd.grad(ours * 2, logits)[0], torch.autograd.grad(theirs * 2, logits)[0])
+    low = smoothed_cross_entropy(logits.detach().bfloat16().requires_grad_(), gold, smoothing)
+    assert low.dtype == torch.float32  # the softmax of bf16 logits runs in fp32

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from typing import Callable, ContextManager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,6 +14,7 @@ from regard.data.batching import Batch
 from regard.data.tokenizer import PAD
 from regard.model.decoder import Decoder
 from regard.model.encoder import Encoder, EncoderOutput
+from regard.model.loss import smoothed_cross_entropy
 
 
 class Seq2Seq(nn.Module):
@@ -49,6 +53,38 @@ class Seq2Seq(nn.Module):
         logits, _ = self.forward(batch)
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
                                label_smoothing=label_smoothing)
+
+    def backward_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
+                      chunk_rows: int = 512,
+                      autocast: Callable[[], ContextManager] = nullcontext) -> float:
+        """Backward of ``scale`` × :meth:`loss`; returns that scaled loss.
+
+        Same gradient as ``(loss(batch) * scale).backward()``, but the output layer and
+        the loss run ``chunk_rows`` real target tokens at a time, each chunk's backward
+        straight after its forward. The (tokens, V) logits, log-probabilities and their
+        gradients then never exist whole, and each chunk's buffers are small enough for
+        the allocator to reuse rather than fetch fresh, zeroed pages from the kernel —
+        on CPU that page-faulting costs more than the softmax itself. The loss's gradient
+        is written out by hand (:mod:`regard.model.loss`). Padding rows are dropped
+        before the output layer. ``autocast`` wraps every forward computation.
+        """
+        with autocast():
+            attentional, _ = self.decoder(batch.tgt_in, self.encode(batch.src, batch.src_lengths))
+        targets = batch.tgt_out.flatten()
+        real = targets != PAD
+        states = attentional.flatten(0, 1)[real]  # (N, H), N real target tokens
+        targets = targets[real]
+        cut = states.detach().requires_grad_()
+        weight = scale / targets.numel()
+        total = 0.0
+        for rows, gold in zip(cut.split(chunk_rows), targets.split(chunk_rows)):
+            with autocast():
+                logits = self.decoder.logits(rows)  # (≤ chunk_rows, V)
+            loss = smoothed_cross_entropy(logits, gold, label_smoothing) * weight
+            loss.backward()
+            total += loss.item()
+        states.backward(cut.grad)
+        return total
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -33,10 +33,8 @@ from regard.model.seq2seq import Seq2Seq
 
 def scaled_backward(model: Seq2Seq, batch: Batch, cfg: Config, share: float) -> float:
     """Backward of ``share`` × the batch's mean loss; returns that weighted loss."""
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16):
-        loss = model.loss(batch, cfg.train.label_smoothing) * share
-    loss.backward()
-    return loss.item()
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.train.bf16)  # noqa: E731
+    return model.backward_loss(batch, cfg.train.label_smoothing, share, autocast=autocast)
 
 
 def grad_views(model: Seq2Seq, buffer: torch.Tensor) -> list[torch.Tensor]:
