@@ -239,7 +239,24 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
                      "greedy_mean_out_tokens": greedy.out_tokens / greedy.sentences, **trained.extra}
         say(f"  BLEU (lower-cased, 13a) {scores['bleu_lc']:.2f}, cased detok {scores['bleu']:.2f}, "
             f"{trained.extra.get('steps')} steps")
+        if name.startswith("regard"):
+            out[name]["int8"] = int8_quality(ctx, SYSTEMS[name], trained.model, work / name / "translate",
+                                             references, sources)
     return out
+
+
+def int8_quality(ctx: Context, system, model: Path, work: Path, references: list[str], sources: list[str]) -> dict:
+    """Regard's option of int8 (dynamically quantised) translation: speeds and BLEU on the same model."""
+    from regard.evaluation import score
+    say("quality: translate with regard, int8 weights (greedy, then beam 5)")
+    try:
+        greedy = system.translate(ctx, model, 1, work, precision="int8")
+        done = system.translate(ctx, model, 5, work, precision="int8")
+    except RunFailed as err:
+        return {"error": str(err)}
+    scores = score(done.texts, references, sources)
+    return {"bleu_lc": scores["bleu_lc"], "bleu": scores["bleu"], "chrf": scores["chrf"],
+            "greedy_sent_s": greedy.sentences / greedy.seconds, "beam5_sent_s": done.sentences / done.seconds}
 
 
 def format_quality(results: dict, minutes: float, limit: int | None) -> str:
@@ -253,6 +270,10 @@ def format_quality(results: dict, minutes: float, limit: int | None) -> str:
             continue
         lines.append(f"{name:<13}{r['bleu_lc']:12.2f}{r['bleu']:12.2f}{r['chrf']:8.2f}{r['steps']:8d}"
                      f"{r['greedy_sent_s']:15.1f}{r['beam5_sent_s']:14.1f}")
+        if "bleu_lc" in r.get("int8", {}):
+            q = r["int8"]
+            lines.append(f"{'  int8':<13}{q['bleu_lc']:12.2f}{q['bleu']:12.2f}{q['chrf']:8.2f}{'':8}"
+                         f"{q['greedy_sent_s']:15.1f}{q['beam5_sent_s']:14.1f}")
     return "\n".join(lines)
 
 

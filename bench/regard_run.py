@@ -25,7 +25,7 @@ from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
 from regard.training import trainer
-from regard.translator import Translator
+from regard.translator import PRECISIONS, Translator
 
 
 def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: int) -> dict:
@@ -62,16 +62,16 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
             "interrupted": interrupted, "model": str(out / "last"), "worker_peak_rss_mib": workers_rss}
 
 
-def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, bf16: bool) -> dict:
+def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, precision: str) -> dict:
     """Translate ``src`` (first ``limit`` lines) and time the call (model loading excluded)."""
-    translator = Translator.load(model, precision="bf16" if bf16 else "fp32")
+    translator = Translator.load(model, precision=precision)
     lines = list(read_lines(src))[:limit]
     tic = time.perf_counter()
     results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH)
     seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
-            "inference_dtype": "bf16" if bf16 else "fp32"}
+            "inference_dtype": precision}
 
 
 def main() -> None:
@@ -89,13 +89,15 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--limit", type=int)
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--bf16", action="store_true", help="translate with bf16 weights (the default is fp32)")
+    p.add_argument("--precision", choices=PRECISIONS, help="overrides --bf16")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "train":
         result = train(Prepared.load(args.prep), args.out, args.steps, args.bf16, args.valid_sentences)
     else:
-        result = translate(args.model, args.src, args.out, args.beam, args.limit, args.bf16)
+        precision = args.precision or ("bf16" if args.bf16 else "fp32")
+        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision)
     print(json.dumps(result))
 
 

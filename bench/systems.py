@@ -122,13 +122,15 @@ class Regard(System):
                                                             "steps": result["steps"],
                                                             "worker_peak_rss_mib": worker_rss})
 
-    def translate(self, ctx: Context, model: Path, beam: int, work: Path) -> Translated:
-        out, hyps = work / f"beam{beam}.json", work / f"beam{beam}.hyp"
+    def translate(self, ctx: Context, model: Path, beam: int, work: Path, precision: str | None = None) -> Translated:
+        """With ``precision`` (fp32, bf16, int8) instead of this system's own (fp32 or bf16)."""
+        stem = f"beam{beam}" + (f"-{precision}" if precision else "")
+        out, hyps = work / f"{stem}.json", work / f"{stem}.hyp"
         cmd = self._cmd("translate", "--model", str(model), "--src", str(ctx.prep.original("test", "en")),
-                        "--out", str(hyps), "--beam", str(beam))
+                        "--out", str(hyps), "--beam", str(beam), *(["--precision", precision] if precision else []))
         if ctx.limit is not None:
             cmd += ["--limit", str(ctx.limit)]
-        run = measure.run(cmd, work / f"beam{beam}.log", REGARD_ENV, stdout=out, cwd=REPO)
+        run = measure.run(cmd, work / f"{stem}.log", REGARD_ENV, stdout=out, cwd=REPO)
         _check(run, f"{self.name} translation")
         result = _last_json(out)
         texts = hyps.read_text(encoding="utf-8").splitlines()
