@@ -22,6 +22,7 @@ REGARD_WORKERS = 2  # Regard trains with 2 processes of 1 thread (train.workers)
 BATCH_TOKENS = 2000
 LOG_EVERY = 10  # peers log every 10 steps; Regard's step times are grouped the same way
 TRANSLATE_BATCH = 128  # sentences per translation batch, for every system (Regard's default)
+BEAM_STOPPING = "exact"  # Regard's beam-search stopping rule in the benchmark
 NEVER = 10**9  # a validation interval that is never reached
 
 SETTINGS = {

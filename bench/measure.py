@@ -52,7 +52,10 @@ def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdin: Pat
     with open(log, "w") as err, open(stdin or os.devnull, "rb") as inp, \
             (open(stdout, "w") if stdout else open(os.devnull, "w")) as out:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdin=inp, stdout=out if stdout else err, stderr=err, env=full_env, cwd=cwd)
+        # a shell's background job ignores SIGINT, and children inherit that: restore it, or the
+        # deadline's SIGINT would be ignored by every toolkit that does not install its own handler
+        proc = subprocess.Popen(cmd, stdin=inp, stdout=out if stdout else err, stderr=err, env=full_env, cwd=cwd,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         fired = threading.Event()
 
         def interrupt() -> None:

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from bench.configs import LOG_EVERY, TRANSLATE_BATCH, regard_config
+from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, regard_config
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
 from regard.training import trainer
+from regard.search.beam import STOPPING
 from regard.translator import PRECISIONS, Translator
 
 
@@ -62,16 +63,17 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
             "interrupted": interrupted, "model": str(out / "last"), "worker_peak_rss_mib": workers_rss}
 
 
-def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, precision: str) -> dict:
+def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, precision: str,
+              stopping: str = BEAM_STOPPING) -> dict:
     """Translate ``src`` (first ``limit`` lines) and time the call (model loading excluded)."""
     translator = Translator.load(model, precision=precision)
     lines = list(read_lines(src))[:limit]
     tic = time.perf_counter()
-    results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH)
+    results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH, stopping=stopping)
     seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
-            "inference_dtype": precision}
+            "inference_dtype": precision, "stopping": stopping}
 
 
 def main() -> None:
@@ -91,13 +93,15 @@ def main() -> None:
     p.add_argument("--limit", type=int)
     p.add_argument("--bf16", action="store_true", help="translate with bf16 weights (the default is fp32)")
     p.add_argument("--precision", choices=PRECISIONS, help="overrides --bf16")
+    p.add_argument("--stopping", choices=STOPPING, default=BEAM_STOPPING,
+                   help=f"beam search's stopping rule (default {BEAM_STOPPING})")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "train":
         result = train(Prepared.load(args.prep), args.out, args.steps, args.bf16, args.valid_sentences)
     else:
         precision = args.precision or ("bf16" if args.bf16 else "fp32")
-        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision)
+        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision, args.stopping)
     print(json.dumps(result))
 
 

@@ -82,7 +82,7 @@ def cmd_translate(args: argparse.Namespace) -> None:
     try:
         index = 0
         for chunk in chunks(input_lines(args.input), 500):
-            found = translator.translate_nbest(chunk, beam=args.beam, nbest=args.nbest)
+            found = translator.translate_nbest(chunk, beam=args.beam, nbest=args.nbest, stopping=args.stopping)
             for hyps in found:
                 sink.write("\n".join(format_output(index, hyps, args.nbest, args.json)) + "\n")
                 index += 1
@@ -195,7 +195,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     results = []
     for i, model in enumerate(args.model):
         results.append(evaluate_model(model, sources, references, args.beam, edges,
-                                      args.name[i] if args.name else None, args.precision))
+                                      args.name[i] if args.name else None, args.precision, args.stopping))
         print(format_result(results[-1]), flush=True)
     if args.json_out:
         write_json({"source": str(src), "reference": str(ref), "results": results}, args.json_out)
@@ -221,7 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except ValueError:
         raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1, --batch-wait-ms at least 0"
                           ) from None
-    models = load_models(args.model, precision=args.precision)
+    models = load_models(args.model, precision=args.precision, stopping=args.stopping)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
 
@@ -240,6 +240,9 @@ def add_serve_parser(sub) -> None:
                    help="how long a batch waits for more concurrent requests (default 5; 0 = no waiting)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
+    p.add_argument("--stopping", choices=["exact", "first"], default=None,
+                   help="when beam search stops: exact (provably the best) or first (as soon as the best "
+                        "candidate ends, as OpenNMT-py does; faster). Default: the model's")
     p.set_defaults(func=cmd_serve)
 
 
@@ -292,6 +295,8 @@ def add_evaluate_parsers(sub) -> None:
     p.add_argument("--buckets", help="upper edges of the length buckets in source words (default: 8,12,16,20)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights, to measure what bf16 or int8 costs in BLEU (default: fp32)")
+    p.add_argument("--stopping", choices=["exact", "first"], default=None,
+                   help="beam search's stopping rule (see 'translate --help'; default: the model's)")
     p.add_argument("--json-out", help="write scores, signatures, buckets and translations as JSON")
     p.add_argument("--plot", help="PNG of BLEU against source length, one line per model")
     p.set_defaults(func=cmd_evaluate)
@@ -326,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line with tokens and attention")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
+    p.add_argument("--stopping", choices=["exact", "first"], default=None,
+                   help="when beam search stops: exact (provably the best) or first (as soon as the best "
+                        "candidate ends, as OpenNMT-py does; faster). Default: the model's")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")

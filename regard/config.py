@@ -77,6 +77,8 @@ class SearchConfig:
     beam: int = 5
     length_penalty: float = 1.0  # GNMT alpha; 0 disables
     max_ratio: float = 2.0  # max output subwords = max_ratio * source subwords + 4
+    # beam search: "exact" (provably the best) or "first" (OpenNMT-py's rule: fewer steps)
+    stopping: Literal["exact", "first"] = "exact"
 
 
 @dataclass

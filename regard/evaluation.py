@@ -88,16 +88,17 @@ def model_name(path: str | Path) -> str:
 
 def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
                    edges: Sequence[int] = BUCKETS, name: str | None = None,
-                   precision: str = "fp32") -> dict[str, Any]:
+                   precision: str = "fp32", stopping: str | None = None) -> dict[str, Any]:
     """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result."""
     from regard.translator import Translator
     translator = Translator.load(model, precision=precision)
     beam = beam or translator.cfg.search.beam
+    stopping = stopping or translator.cfg.search.stopping
     tic = time.perf_counter()
-    hypotheses = [t.text for t in translator.translate(sources, beam=beam)]
+    hypotheses = [t.text for t in translator.translate(sources, beam=beam, stopping=stopping)]
     seconds = time.perf_counter() - tic
     return {"name": name or model_name(model), "model": str(model), "attention": translator.cfg.model.attention,
-            "beam": beam, "precision": precision, "translate_seconds": round(seconds, 2),
+            "beam": beam, "stopping": stopping, "precision": precision, "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}
 

@@ -117,15 +117,18 @@ class Translator:
 
     def translate_nbest(self, texts: list[str], beam: int | None = None, nbest: int = 1,
                         length_penalty: float | None = None, max_ratio: float | None = None,
-                        batch_size: int = 128) -> list[list[Translation]]:
+                        batch_size: int = 128, stopping: str | None = None) -> list[list[Translation]]:
         """``nbest`` translations of each text, best first.
 
         beam: 1 is greedy search; None uses the model's configured beam.
+        stopping: beam search's rule, "exact" or "first" (see :mod:`regard.search.beam`);
+        None uses the model's.
         Empty texts give an empty translation.
         """
         beam = beam or self.cfg.search.beam
         alpha = self.cfg.search.length_penalty if length_penalty is None else length_penalty
         ratio = max_ratio or self.cfg.search.max_ratio
+        stopping = stopping or self.cfg.search.stopping
         if not 1 <= nbest <= beam:
             raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
         ids = self.src_tok.encode_batch(texts)
@@ -139,7 +142,7 @@ class Translator:
                 if beam == 1:
                     found = [[h] for h in greedy_search(self.model, src, lengths, ratio, alpha)]
                 else:
-                    found = beam_search(self.model, src, lengths, beam, nbest, alpha, ratio)
+                    found = beam_search(self.model, src, lengths, beam, nbest, alpha, ratio, stopping)
             for i, hyps in zip(chunk, found):
                 results[i] = [self._describe(texts[i], ids[i], h) for h in hyps]
         for i, text in enumerate(texts):

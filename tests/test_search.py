@@ -6,7 +6,7 @@ import torch
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
 from regard.search.beam import beam_search
-from regard.search.greedy import greedy_search, length_penalty
+from regard.search.greedy import force_eos, greedy_search, length_penalty, max_lengths, step_log_probs
 from tests.conftest import random_batch, random_model
 
 
@@ -22,11 +22,12 @@ def forced_score(model, src, length, tokens, alpha):
 
 @pytest.mark.parametrize("attention", ["general", "concat", "none"])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
-def test_beam_size_one_equals_greedy(attention, alpha):
+@pytest.mark.parametrize("stopping", ["exact", "first"])
+def test_beam_size_one_equals_greedy(attention, alpha, stopping):
     model = random_model(attention, seed=7)
     src, lengths = random_batch(batch=5)
     greedy = greedy_search(model, src, lengths, max_ratio=2.0, alpha=alpha)
-    beam = beam_search(model, src, lengths, beam=1, nbest=1, alpha=alpha, max_ratio=2.0)
+    beam = beam_search(model, src, lengths, beam=1, nbest=1, alpha=alpha, max_ratio=2.0, stopping=stopping)
     for g, (b,) in zip(greedy, beam):
         assert g.tokens == b.tokens
         assert g.score == pytest.approx(b.score, abs=1e-5)
@@ -35,10 +36,11 @@ def test_beam_size_one_equals_greedy(attention, alpha):
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
-def test_scores_and_attention_match_teacher_forcing(alpha):
+@pytest.mark.parametrize("stopping", ["exact", "first"])
+def test_scores_and_attention_match_teacher_forcing(alpha, stopping):
     model = random_model("general", seed=3)
     src, lengths = random_batch(batch=4)
-    for b, hyps in enumerate(beam_search(model, src, lengths, beam=4, nbest=3, alpha=alpha)):
+    for b, hyps in enumerate(beam_search(model, src, lengths, beam=4, nbest=3, alpha=alpha, stopping=stopping)):
         n = int(lengths[b])
         assert len(hyps) == 3
         assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
@@ -49,13 +51,13 @@ def test_scores_and_attention_match_teacher_forcing(alpha):
             assert torch.allclose(h.attention, attention[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("beam", [1, 3])
-def test_batched_search_equals_one_sentence_at_a_time(beam):
+@pytest.mark.parametrize("beam,stopping", [(1, "exact"), (3, "exact"), (3, "first")])
+def test_batched_search_equals_one_sentence_at_a_time(beam, stopping):
     """Sentences leave the batch as they finish; that must not change anyone's result."""
     model = random_model("concat", seed=11)
     src, lengths = random_batch(batch=6)
     search = lambda s, n: ([[h] for h in greedy_search(model, s, n)] if beam == 1  # noqa: E731
-                           else beam_search(model, s, n, beam=beam, nbest=beam - 1))
+                           else beam_search(model, s, n, beam=beam, nbest=beam - 1, stopping=stopping))
     together = search(src, lengths)
     assert len({len(hyps[0].tokens) for hyps in together}) > 1  # they finish at different steps
     for b in range(6):
@@ -93,6 +95,60 @@ def test_large_beam_finds_the_exact_best_under_a_length_penalty():
         score, tokens = exhaustive_best(model, src, 3, 5, alpha, vocab=6)
         assert hyp.score == pytest.approx(score, abs=1e-5)
         assert hyp.tokens == tokens
+
+
+@torch.no_grad()
+def naive_first_rule_search(model, src, length, beam, alpha, max_ratio=2.0):
+    """One sentence, one hypothesis at a time, stopping at the first step whose best candidate
+    is </s> (or when the exact rule's bound says so). Returns (score, tokens) of the best
+    finished hypothesis and the steps taken."""
+    lengths = torch.tensor([length])
+    enc = model.encode(src, lengths)
+    limit = int(max_lengths(lengths, max_ratio)[0])
+    live, finished = [([], 0.0, model.decoder.init_state(enc))], []
+    for t in range(limit + 1):
+        candidates = []
+        for tokens, score, state in live:
+            prev = torch.tensor([tokens[-1] if tokens else BOS])
+            log_probs, new_state, _ = step_log_probs(model, prev, state, enc)
+            log_probs = force_eos(log_probs, torch.tensor([t >= limit]))[0]
+            candidates += [(score + float(lp), tokens + [w], new_state) for w, lp in enumerate(log_probs.tolist())]
+        top = sorted(candidates, key=lambda c: -c[0])[:beam]
+        finished += [(score / length_penalty(len(tokens), alpha), tokens[:-1]) for score, tokens, _ in top
+                     if tokens[-1] == EOS]
+        live = [(tokens, score, state) for score, tokens, state in top if tokens[-1] != EOS]
+        if top[0][1][-1] == EOS or not live:
+            return max(finished), t + 1
+        if finished and max(finished)[0] >= max(score for _, score, _ in live) / length_penalty(limit + 1, alpha):
+            return max(finished), t + 1  # the exact rule's proof that nothing better can come
+
+
+@pytest.mark.parametrize("seed", [3, 9])
+def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_steps(monkeypatch, seed):
+    """'first' (OpenNMT-py's rule) ends a sentence at the first step whose best candidate is
+    </s>: the same answer after the same number of steps as a plain search with that rule."""
+    import regard.search.beam as beam_module
+    calls = []  # the rows (hypotheses) of each decoder step
+    monkeypatch.setattr(beam_module, "step_log_probs", lambda *a: calls.append(len(a[1])) or step_log_probs(*a))
+    model = random_model("general", seed=seed)
+    with torch.no_grad():
+        model.decoder.output.bias[EOS] += 1.0  # </s> often ranks high, as in a trained model
+    src, lengths = random_batch(batch=6, seed=seed)
+    for b in range(6):
+        n = int(lengths[b])
+        calls.clear()
+        (hyp,), = beam_search(model, src[b:b + 1, :n], lengths[b:b + 1], beam=3, alpha=1.0, stopping="first")
+        (score, tokens), steps = naive_first_rule_search(model, src[b:b + 1, :n], n, beam=3, alpha=1.0)
+        assert (hyp.tokens, len(calls)) == (tokens, steps)
+        assert hyp.score == pytest.approx(score, abs=1e-5)
+    taken = {}
+    for stopping in ("exact", "first"):
+        calls.clear()
+        beam_search(model, src, lengths, beam=3, alpha=1.0, stopping=stopping)
+        taken[stopping] = sum(calls)
+    assert taken["first"] < taken["exact"]  # the exact rule's bound is loose: it computes more rows
+    with pytest.raises(ValueError, match="stopping"):
+        beam_search(model, src, lengths, beam=3, stopping="soon")
 
 
 def test_outputs_respect_the_max_length_ratio():

@@ -7,10 +7,17 @@ the other candidates next step). A sentence whose search is over leaves the
 batch, so later steps compute only live sentences. Back-pointers are kept per
 step; the n-best hypotheses are rebuilt, with their attention, at the end.
 
-Stopping is exact under the length penalty lp(L) = ((5+L)/6)^α: a live
-hypothesis's log-probability can only fall, so the best normalised score it
-can still reach is ``logp / lp(max_len)``. A sentence stops once its n-th
-best finished hypothesis beats that bound for every live one.
+Two stopping rules (``stopping``):
+
+* ``exact``: exact under the length penalty lp(L) = ((5+L)/6)^α. A live
+  hypothesis's log-probability can only fall, so the best normalised score it
+  can still reach is ``logp / lp(max_len)``. A sentence stops once its n-th
+  best finished hypothesis beats that bound for every live one.
+* ``first``: the rule of OpenNMT-py. A sentence also stops as soon
+  as its best candidate of a step ends in ``</s>`` (once it has n finished).
+  The bound above is loose, so ``exact`` often searches on long after the
+  answer is known; ``first`` takes fewer steps and can miss a later, better
+  hypothesis.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ import torch
 from regard.data.tokenizer import BOS, EOS
 from regard.model.seq2seq import Seq2Seq
 from regard.search.greedy import Hypothesis, force_eos, length_penalty, max_lengths, step_log_probs
+
+STOPPING = ("exact", "first")
 
 
 @dataclass
@@ -55,10 +64,13 @@ class History:
 
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, beam: int = 5,
-                nbest: int = 1, alpha: float = 1.0, max_ratio: float = 2.0) -> list[list[Hypothesis]]:
+                nbest: int = 1, alpha: float = 1.0, max_ratio: float = 2.0,
+                stopping: str = "exact") -> list[list[Hypothesis]]:
     """src (B, S), src_lengths (B,) → per sentence, its ``nbest`` hypotheses, best first."""
     if not 1 <= nbest <= beam:
         raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
+    if stopping not in STOPPING:
+        raise ValueError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
     B, K = src.shape[0], beam
     enc = model.encode(src, src_lengths)  # one row per sentence, shared by its K hypotheses
     state = model.decoder.init_state(enc).index_select(torch.arange(B).repeat_interleave(K))
@@ -93,6 +105,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
         best_live = scores.max(dim=1).values
         # a sentence is done when nothing is live, or no live hypothesis can still enter its n-best
         done = (best_live == float("-inf")) | (nth_best[alive] >= best_live / bound_lp[alive])
+        if stopping == "first":  # or: the step's best candidate has ended, and the n-best is full
+            done |= ended[:, 0] & (nth_best[alive] > float("-inf"))
         if done.all():
             break
         if done.any():  # finished sentences leave the batch
