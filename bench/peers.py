@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quality", action="store_true", help="also train each toolkit for --quality-minutes, score BLEU")
     p.add_argument("--quality-minutes", type=float, default=20.0, help="wall-clock training time per toolkit (20)")
     args = p.parse_args(argv)
+    args.out = args.out.resolve()  # the peers run in their own folders: a relative path would break
     args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     unknown = [s for s in args.systems if s not in ALL]
     if unknown or not args.systems:

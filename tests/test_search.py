@@ -6,7 +6,7 @@ import torch
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
 from regard.search.beam import beam_search
-from regard.search.greedy import force_eos, greedy_search, length_penalty, max_lengths, step_log_probs
+from regard.search.greedy import greedy_search, length_penalty, max_lengths, row_candidates, step_logits, top_k
 from tests.conftest import random_batch, random_model
 
 
@@ -110,8 +110,10 @@ def naive_first_rule_search(model, src, length, beam, alpha, max_ratio=2.0):
         candidates = []
         for tokens, score, state in live:
             prev = torch.tensor([tokens[-1] if tokens else BOS])
-            log_probs, new_state, _ = step_log_probs(model, prev, state, enc)
-            log_probs = force_eos(log_probs, torch.tensor([t >= limit]))[0]
+            logits, new_state, _ = step_logits(model, prev, state, enc)
+            log_probs = torch.log_softmax(logits[0], dim=-1)
+            if t >= limit:  # at the length limit only </s> may follow
+                log_probs = torch.full_like(log_probs, float("-inf")).index_fill(0, torch.tensor([EOS]), log_probs[EOS])
             candidates += [(score + float(lp), tokens + [w], new_state) for w, lp in enumerate(log_probs.tolist())]
         top = sorted(candidates, key=lambda c: -c[0])[:beam]
         finished += [(score / length_penalty(len(tokens), alpha), tokens[:-1]) for score, tokens, _ in top
@@ -129,7 +131,7 @@ def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_ste
     </s>: the same answer after the same number of steps as a plain search with that rule."""
     import regard.search.beam as beam_module
     calls = []  # the rows (hypotheses) of each decoder step
-    monkeypatch.setattr(beam_module, "step_log_probs", lambda *a: calls.append(len(a[1])) or step_log_probs(*a))
+    monkeypatch.setattr(beam_module, "step_logits", lambda *a: calls.append(len(a[1])) or step_logits(*a))
     model = random_model("general", seed=seed)
     with torch.no_grad():
         model.decoder.output.bias[EOS] += 1.0  # </s> often ranks high, as in a trained model
@@ -149,6 +151,34 @@ def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_ste
     assert taken["first"] < taken["exact"]  # the exact rule's bound is loose: it computes more rows
     with pytest.raises(ValueError, match="stopping"):
         beam_search(model, src, lengths, beam=3, stopping="soon")
+
+
+@pytest.mark.parametrize("V,k", [(6000, 5), (6000, 1), (1000, 3), (130, 5), (7, 5)])
+def test_block_top_k_equals_topk(V, k):
+    x = torch.randn(40, V, generator=torch.Generator().manual_seed(V + k))
+    x[3] = x[3].round()  # many ties
+    x[5, -1] = 100.0  # the maximum in the partial last block
+    best, cols = top_k(x, k)
+    expected = x.topk(min(k, V), dim=1).values
+    assert torch.equal(best, expected)
+    assert torch.equal(x.gather(1, cols), best)  # the columns hold those values
+    assert (cols.sort(dim=1).values.diff(dim=1) > 0).all()  # no column twice
+
+
+def test_row_candidates_are_the_top_log_probs_and_only_eos_at_the_limit():
+    logits = torch.randn(4, 9, generator=torch.Generator().manual_seed(0)) * 3
+    must_end = torch.tensor([False, True, False, True])
+    log_probs, words = row_candidates(logits, 3, must_end)
+    full = torch.log_softmax(logits, dim=-1)
+    expected, expected_words = full.topk(3, dim=1)
+    for row in (0, 2):
+        assert torch.allclose(log_probs[row], expected[row], atol=1e-6)
+        assert words[row].tolist() == expected_words[row].tolist()
+    for row in (1, 3):
+        assert words[row].tolist() == [EOS] * 3
+        assert log_probs[row, 0].item() == pytest.approx(full[row, EOS].item(), abs=1e-6)
+        assert log_probs[row, 1:].eq(float("-inf")).all()
+    assert row_candidates(logits, 20, must_end)[0].shape == (4, 9)  # k is capped at the vocabulary
 
 
 def test_outputs_respect_the_max_length_ratio():

@@ -1,7 +1,8 @@
 """Batched beam search with a length penalty, n-best lists and exact stopping.
 
 All B×K hypotheses advance together as one batch of rows. At each step the K
-best continuations of every sentence are chosen among its K×V candidates;
+best continuations of every sentence are chosen among its K×V candidates (in
+practice among the K likeliest words of each of its K rows, which contain them);
 those ending in ``</s>`` are set aside as finished (their slot is refilled by
 the other candidates next step). A sentence whose search is over leaves the
 batch, so later steps compute only live sentences. Back-pointers are kept per
@@ -28,7 +29,7 @@ import torch
 
 from regard.data.tokenizer import BOS, EOS
 from regard.model.seq2seq import Seq2Seq
-from regard.search.greedy import Hypothesis, force_eos, length_penalty, max_lengths, step_log_probs
+from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates, step_logits
 
 STOPPING = ("exact", "first")
 
@@ -86,19 +87,19 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     alive = torch.arange(B)  # the sentences still searched, in row order
     for t in range(int(limit.max()) + 1):
         n = len(alive)
-        log_probs, state, weights = step_log_probs(model, prev, state, enc)
-        log_probs = force_eos(log_probs, row_limit <= t)
-        V = log_probs.shape[1]
-        top_scores, top_index = (scores.view(-1, 1) + log_probs).view(n, K * V).topk(K, dim=1)  # (n, K)
-        parents = (top_index // V + torch.arange(n).unsqueeze(1) * K).view(-1)
-        prev = (top_index % V).view(-1)
+        logits, state, weights = step_logits(model, prev, state, enc)
+        log_probs, words = row_candidates(logits, K, row_limit <= t)  # (n·K, k) each
+        k = log_probs.shape[1]
+        top_scores, top_index = (scores.view(-1, 1) + log_probs).view(n, K * k).topk(K, dim=1)  # (n, K)
+        parents = (top_index // k + torch.arange(n).unsqueeze(1) * K).view(-1)
+        prev = words.view(n, K * k).gather(1, top_index).view(-1)
         history.tokens.append(prev)
         history.parents.append(parents)
         history.weights.append(weights)
         ended = (prev.view(n, K) == EOS) & (top_scores > float("-inf"))
-        for b, k in ended.nonzero().tolist():
+        for b, j in ended.nonzero().tolist():
             g = int(alive[b])
-            found[g].append((float(top_scores[b, k]) / length_penalty(t + 1, alpha), t, b * K + k))
+            found[g].append((float(top_scores[b, j]) / length_penalty(t + 1, alpha), t, b * K + j))
             if len(found[g]) >= nbest:
                 nth_best[g] = sorted(found[g], reverse=True)[nbest - 1][0]
         scores = top_scores.masked_fill(ended, float("-inf"))

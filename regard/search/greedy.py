@@ -35,19 +35,52 @@ def max_lengths(src_lengths: torch.Tensor, max_ratio: float) -> torch.Tensor:
     return (src_lengths.float() * max_ratio).long() + 4
 
 
-def step_log_probs(model: Seq2Seq, prev: torch.Tensor, state, enc):
-    """Run the decoder one step from tokens ``prev`` (N,) → log-probs (N, V), state, weights."""
+def step_logits(model: Seq2Seq, prev: torch.Tensor, state, enc):
+    """Run the decoder one step from tokens ``prev`` (N,) → fp32 logits (N, V), state, weights."""
     out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
-    return torch.log_softmax(model.decoder.logits(out).float(), dim=-1), state, weights
+    return model.decoder.logits(out).float(), state, weights
 
 
-def force_eos(log_probs: torch.Tensor, must_end: torch.Tensor) -> torch.Tensor:
-    """Rows where ``must_end`` (N,) is True may only produce ``</s>`` (keeping its true log-prob)."""
+def top_k(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (N, V) → its k largest values per row and their columns, both (N, k), as ``x.topk(k)``.
+
+    On CPU, ``topk`` (and ``max`` with indices) over a 6,000-word row is slow next to the
+    vectorised row maximum ``amax``. So: take the maximum of every block of ``block``
+    columns, keep the k blocks with the largest maxima (plus the partial last block), and
+    rank only their columns. Every element of a dropped block is ≤ each of the k kept
+    maxima, so the k largest values all lie in kept blocks.
+    """
+    N, V = x.shape
+    k = min(k, V)
+    if V <= k * block:
+        return x.topk(k, dim=1)
+    blocked = x.unfold(1, block, block)  # (N, nb, block), a view of the whole blocks
+    nb = blocked.shape[1]
+    blocks = blocked.amax(dim=2).topk(k, dim=1).indices  # (N, k)
+    values = blocked[torch.arange(N).unsqueeze(1), blocks].view(N, k * block)
+    cols = (blocks.unsqueeze(2) * block + torch.arange(block)).view(N, k * block)
+    if nb * block < V:  # the partial last block is always a candidate
+        values = torch.cat([values, x[:, nb * block:]], dim=1)
+        cols = torch.cat([cols, torch.arange(nb * block, V).expand(N, -1)], dim=1)
+    best, where = values.topk(k, dim=1)
+    return best, cols.gather(1, where)
+
+
+def row_candidates(logits: torch.Tensor, k: int, must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """logits (N, V) → the k likeliest next words of every row: log-probs (N, k), words (N, k).
+
+    Greedy search takes k = 1. Beam search takes k = K: a sentence's K best continuations
+    come from at most K words per row, so it ranks K×K candidates per sentence, not K×V.
+    Rows where ``must_end`` (N,) is True offer only ``</s>``.
+    """
+    log_probs = torch.log_softmax(logits, dim=1)  # one fused pass: cheaper than logsumexp
+    best, words = top_k(log_probs, k)
     if must_end.any():
-        only_eos = torch.full_like(log_probs, float("-inf"))
-        only_eos[:, EOS] = log_probs[:, EOS]
-        log_probs = torch.where(must_end.unsqueeze(1), only_eos, log_probs)
-    return log_probs
+        only_eos = torch.full_like(best, float("-inf"))
+        only_eos[:, 0] = log_probs[:, EOS]
+        best = torch.where(must_end.unsqueeze(1), only_eos, best)
+        words = words.masked_fill(must_end.unsqueeze(1), EOS)
+    return best, words
 
 
 @torch.no_grad()
@@ -69,9 +102,8 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
     attn = torch.zeros(B, steps, S) if model.has_attention else None
     total = torch.zeros(B)
     for t in range(steps):
-        log_probs, state, w = step_log_probs(model, prev, state, enc)
-        log_probs = force_eos(log_probs, limit[alive] <= t)
-        best, prev = log_probs.max(dim=-1)
+        logits, state, w = step_logits(model, prev, state, enc)
+        best, prev = (c[:, 0] for c in row_candidates(logits, 1, limit[alive] <= t))
         total[alive] = best if t == 0 else total[alive] + best
         tokens[alive, t] = prev
         if attn is not None:
