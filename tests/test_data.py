@@ -64,6 +64,16 @@ def test_tokenizer_round_trip_and_word_grouping(tokenizer):
     assert Tokenizer(tokenizer.proto).encode("la souris") == tokenizer.encode("la souris")
 
 
+@pytest.mark.parametrize("text", ["le chat noir a mangé la souris", "Zoë § le  chat, xyz!", "q w e"])
+def test_words_are_what_sentencepiece_decodes_for_each_group(tokenizer, text):
+    """The fast join of a word's pieces equals SentencePiece's own decoding, for ordinary
+    words, words split after a lone "▁" piece, and words with unknown characters."""
+    ids = tokenizer.encode(text)
+    words, word_of_piece = tokenizer.words(ids)
+    groups = [[i for i, w in zip(ids, word_of_piece) if w == k] for k in range(len(words))]
+    assert words == [tokenizer.sp.decode(g) or tokenizer.sp.id_to_piece(g[0]) for g in groups]
+
+
 def test_corrupt_tokenizer_is_a_clear_error():
     with pytest.raises(RegardError, match="corrupt SentencePiece model"):
         Tokenizer(b"not a model")

@@ -70,7 +70,7 @@ class Tokenizer:
         return self.sp.decode([i for i in ids if i > EOS])
 
     def pieces(self, ids: list[int]) -> list[str]:
-        return [self.sp.id_to_piece(i) for i in ids]
+        return self.sp.id_to_piece(ids) if ids else []
 
     def words(self, ids: list[int]) -> tuple[list[str], list[int]]:
         """Group subwords into words.
@@ -78,13 +78,20 @@ class Tokenizer:
         Returns ``(words, word_of_piece)`` where ``word_of_piece[j]`` is the
         index of the word that piece ``j`` belongs to.
         """
-        groups: list[list[int]] = []
+        groups: list[list[int]] = []  # ids of each word
+        texts: list[list[str]] = []  # pieces of each word
         word_of_piece: list[int] = []
-        for i in ids:
-            piece = self.sp.id_to_piece(i)
+        for i, piece in zip(ids, self.pieces(ids)):
             if not groups or piece.startswith(WORD_START):
                 groups.append([])
+                texts.append([])
             groups[-1].append(i)
+            texts[-1].append(piece)
             word_of_piece.append(len(groups) - 1)
-        words = [self.sp.decode(g) or self.sp.id_to_piece(g[0]) for g in groups]
-        return words, word_of_piece
+        return [self._word(g, t) for g, t in zip(groups, texts)], word_of_piece
+
+    def _word(self, ids: list[int], pieces: list[str]) -> str:
+        """One word's text. Ordinary pieces decode by joining them, as SentencePiece does
+        (without its per-call overhead); special ids go through SentencePiece."""
+        text = "".join(pieces).replace(WORD_START, " ").strip() if min(ids) > EOS else self.sp.decode(ids)
+        return text or pieces[0]
