@@ -17,6 +17,10 @@ from typing import Iterator
 import torch
 
 from regard.errors import Interrupted, RegardError
+from regard.search.beam import STOPPING
+
+STOPPING_HELP = ("when beam search stops: exact (provably the best) or first (as soon as the best "
+                 "candidate ends, as OpenNMT-py does; faster). Default: the model's")
 
 EXAMPLES = """examples:
   regard demo --out runs/demo
@@ -240,9 +244,7 @@ def add_serve_parser(sub) -> None:
                    help="how long a batch waits for more concurrent requests (default 5; 0 = no waiting)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
-    p.add_argument("--stopping", choices=["exact", "first"], default=None,
-                   help="when beam search stops: exact (provably the best) or first (as soon as the best "
-                        "candidate ends, as OpenNMT-py does; faster). Default: the model's")
+    p.add_argument("--stopping", choices=STOPPING, default=None, help=STOPPING_HELP)
     p.set_defaults(func=cmd_serve)
 
 
@@ -295,7 +297,7 @@ def add_evaluate_parsers(sub) -> None:
     p.add_argument("--buckets", help="upper edges of the length buckets in source words (default: 8,12,16,20)")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights, to measure what bf16 or int8 costs in BLEU (default: fp32)")
-    p.add_argument("--stopping", choices=["exact", "first"], default=None,
+    p.add_argument("--stopping", choices=STOPPING, default=None,
                    help="beam search's stopping rule (see 'translate --help'; default: the model's)")
     p.add_argument("--json-out", help="write scores, signatures, buckets and translations as JSON")
     p.add_argument("--plot", help="PNG of BLEU against source length, one line per model")
@@ -331,9 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object per line with tokens and attention")
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
-    p.add_argument("--stopping", choices=["exact", "first"], default=None,
-                   help="when beam search stops: exact (provably the best) or first (as soon as the best "
-                        "candidate ends, as OpenNMT-py does; faster). Default: the model's")
+    p.add_argument("--stopping", choices=STOPPING, default=None, help=STOPPING_HELP)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")
