@@ -100,6 +100,7 @@ class TrainConfig:
     clip_norm: float = 1.0
     label_smoothing: float = 0.1
     bf16: bool = False  # bfloat16 autocast for matrix products (fp32 master weights)
+    kernel_cache: int = 16  # oneDNN kernels kept per process (bf16 memory); 0 = torch's default (1,024)
     eval_every: int = 1000
     eval_beam: int = 1  # beam used for validation BLEU (1 = greedy, fastest)
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never
@@ -232,6 +233,8 @@ def validate(cfg: Config, source: str = "config") -> None:
             raise RegardError(f"{source}: 'data.corpus': {err}") from None
     if cfg.data.max_words < 0 or (cfg.data.max_ratio and cfg.data.max_ratio < 1):
         raise RegardError(f"{source}: 'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1")
+    if t.kernel_cache < 0:
+        raise RegardError(f"{source}: 'train.kernel_cache' must be >= 0, got {t.kernel_cache}")
     if not 0.0 <= m.dropout < 1.0:
         raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.label_smoothing < 1.0:

@@ -209,3 +209,21 @@ def test_low_precision_translation_converts_the_weights_and_agrees_with_fp32(tra
     assert sum(x.text == y.text for x, y in zip(a, b)) >= 15  # rounding may flip a close call
     for t in b:
         assert all(abs(sum(row) - 1) < 2e-2 for row in t.attention)
+
+
+CACHES = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+
+
+@pytest.mark.parametrize("preset, kernel_cache, expected", [(None, 16, "16"), ("256", 16, "256"), (None, 0, None)])
+def test_training_bounds_the_onednn_kernel_caches_unless_told_otherwise(tmp_path, grammar_data, monkeypatch,
+                                                                      preset, kernel_cache, expected):
+    """bf16 memory grows with every new batch shape unless both kernel caches are bounded
+    (docs/PERFORMANCE.md, "Memory"); a size set by the user wins, and 0 leaves torch's default."""
+    for name in CACHES:
+        monkeypatch.delenv(name, raising=False)
+        if preset:
+            monkeypatch.setenv(name, preset)
+    cfg = tiny_config(tmp_path / "run", steps=2)
+    cfg.train.kernel_cache = kernel_cache
+    train(cfg, data=grammar_data, show_progress=False)
+    assert [os.environ.get(name) for name in CACHES] == [expected, expected]

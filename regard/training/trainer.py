@@ -241,6 +241,21 @@ class Run:
         return t.patience > 0 and p.bad_evals >= t.patience
 
 
+def bound_kernel_caches(capacity: int) -> None:
+    """Keep at most ``capacity`` oneDNN kernels per cache in this process and the workers it starts.
+
+    bf16 products run through oneDNN, which builds a kernel (with its own buffers) for every new
+    matrix shape and keeps up to 1,024 of them in each of two caches: oneDNN's and PyTorch's ideep
+    layer above it. Batches vary in shape, so a bf16 training process otherwise grows by about
+    800 MiB (docs/PERFORMANCE.md, "Memory"). A decoder reuses a handful of shapes for all its time
+    steps, so 16 lose no speed. Both caches read their size when first used: this only acts
+    before the process's first bf16 product, and never overrides a size set in the environment.
+    """
+    if capacity > 0:
+        for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+            os.environ.setdefault(name, str(capacity))
+
+
 def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = None,
           show_progress: bool = True) -> Path:
     """Train (or resume) the model described by ``cfg``; return the run folder.
@@ -249,6 +264,7 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     ``cfg.data`` files. Raises :class:`Interrupted` after saving on Ctrl-C/SIGTERM.
     """
     t, out = cfg.train, Path(cfg.train.out_dir)
+    bound_kernel_caches(t.kernel_cache)
     threads = t.threads or max(1, (os.cpu_count() or 1) // t.workers)
     torch.set_num_threads(threads)
     model, optimizer, progress, toks, examples, valid, valid_examples = prepare(cfg, out, resume, data)
