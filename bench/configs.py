@@ -22,6 +22,7 @@ REGARD_WORKERS = 2  # Regard trains with 2 processes of 1 thread (train.workers)
 BATCH_TOKENS = 2000
 LOG_EVERY = 10  # peers log every 10 steps; Regard's step times are grouped the same way
 TRANSLATE_BATCH = 128  # sentences per translation batch, for every system (Regard's default)
+TRANSLATE_WORKERS = 2  # Regard translates with 2 processes of 1 thread (regard.pool); the peers with 1 of 2 threads
 BEAM_STOPPING = "exact"  # Regard's beam-search stopping rule in the benchmark
 NEVER = 10**9  # a validation interval that is never reached
 
@@ -39,6 +40,8 @@ NOTES = {
         "batch (one optimizer, shared parameters); peak RSS adds the worker's to the main process's",
         "translation batch: 128 sentences (x beam hypotheses), sorted by length; a sentence leaves the batch "
         "when its search is over",
+        "translation: 2 processes of 1 thread (regard.pool.TranslatorPool), each taking the next batch; the same "
+        "translations as one process; model loading is not timed, as for the peers",
         "max output: 2 x source subwords + 4 per sentence",
         "trains its SentencePiece models itself from the cleaned text (identical bytes to the peers' pieces)",
     ],

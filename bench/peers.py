@@ -249,15 +249,18 @@ def quality(ctx: Context, names: list[str], minutes: float, work: Path) -> dict:
 def int8_quality(ctx: Context, system, model: Path, work: Path, references: list[str], sources: list[str]) -> dict:
     """Regard's option of int8 (dynamically quantised) translation: speeds and BLEU on the same model."""
     from regard.evaluation import score
-    say("quality: translate with regard, int8 weights (greedy, then beam 5)")
+    say("quality: translate with regard, int8 weights (greedy, beam 5, beam 5 with OpenNMT-py's stopping rule)")
     try:
         greedy = system.translate(ctx, model, 1, work, precision="int8")
         done = system.translate(ctx, model, 5, work, precision="int8")
+        first = system.translate(ctx, model, 5, work, precision="int8", stopping="first")
     except RunFailed as err:
         return {"error": str(err)}
-    scores = score(done.texts, references, sources)
+    scores, first_scores = score(done.texts, references, sources), score(first.texts, references, sources)
     return {"bleu_lc": scores["bleu_lc"], "bleu": scores["bleu"], "chrf": scores["chrf"],
-            "greedy_sent_s": greedy.sentences / greedy.seconds, "beam5_sent_s": done.sentences / done.seconds}
+            "greedy_sent_s": greedy.sentences / greedy.seconds, "beam5_sent_s": done.sentences / done.seconds,
+            "stopping_first": {"bleu_lc": first_scores["bleu_lc"], "bleu": first_scores["bleu"],
+                               "chrf": first_scores["chrf"], "beam5_sent_s": first.sentences / first.seconds}}
 
 
 def format_quality(results: dict, minutes: float, limit: int | None) -> str:
@@ -275,6 +278,9 @@ def format_quality(results: dict, minutes: float, limit: int | None) -> str:
             q = r["int8"]
             lines.append(f"{'  int8':<13}{q['bleu_lc']:12.2f}{q['bleu']:12.2f}{q['chrf']:8.2f}{'':8}"
                          f"{q['greedy_sent_s']:15.1f}{q['beam5_sent_s']:14.1f}")
+            f = q["stopping_first"]
+            lines.append(f"{'  int8 first':<13}{f['bleu_lc']:12.2f}{f['bleu']:12.2f}{f['chrf']:8.2f}{'':8}"
+                         f"{'':15}{f['beam5_sent_s']:14.1f}   (beam stops when its best hypothesis ends)")
     return "\n".join(lines)
 
 

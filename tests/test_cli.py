@@ -21,16 +21,23 @@ def run(argv, capsys, stdin=None, monkeypatch=None):
     return code, out, err
 
 
-def test_translate_file_to_file_one_line_per_line(tmp_path, trained_run, capsys):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_translate_file_to_file_one_line_per_line(tmp_path, trained_run, capsys, workers):
     src = tmp_path / "in.en"
     src.write_text("the black cat ate the mouse\n\nthe dogs eat\n")
     code, _, err = run(["translate", "--model", str(trained_run), "-i", str(src), "-o", str(tmp_path / "out.fr"),
-                        "--beam", "2"], capsys)
+                        "--beam", "2", "--workers", str(workers)], capsys)
     assert code == 0, err
     lines = (tmp_path / "out.fr").read_text().split("\n")
     assert len(lines) == 4 and lines[1] == "" and lines[3] == ""  # empty line in, empty line out
+    import torch
     from regard.translator import Translator
-    expected = Translator.load(trained_run).translate(["the black cat ate the mouse", "the dogs eat"], beam=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1 if workers > 1 else threads)  # a worker has one thread: the same sums
+    try:
+        expected = Translator.load(trained_run).translate(["the black cat ate the mouse", "the dogs eat"], beam=2)
+    finally:
+        torch.set_num_threads(threads)
     assert [lines[0], lines[2]] == [t.text for t in expected]
 
 
@@ -59,6 +66,7 @@ def test_plot_writes_a_png(tmp_path, trained_run, capsys):
     (["translate", "--model", "{run}", "-i", "{tmp}/nope.en"], "file not found"),
     (["translate", "--model", "{run}", "-i", "{tmp}/bad.en"], "bad.en:2: invalid UTF-8"),
     (["translate", "--model", "{run}", "--beam", "2", "--nbest", "3"], "--nbest must be between 1 and the beam"),
+    (["translate", "--model", "{run}", "--workers", "0"], "--workers must be at least 1"),
     (["train", "--config", "{tmp}/nope.yaml"], "config file not found"),
     (["train", "--config", "{tmp}/unknown.yaml"], "unknown key 'model.atention'"),
     (["train", "--config", "{tmp}/mismatch.yaml"], "must be line-aligned"),
