@@ -205,12 +205,15 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise RegardError(f"{len(args.name)} --name for {len(args.model)} --model: give one per model or none")
     if args.beam is not None and args.beam < 1:
         raise RegardError(f"--beam must be at least 1, got {args.beam}")
+    if args.workers < 1:
+        raise RegardError(f"--workers must be at least 1, got {args.workers}")
     edges = parse_buckets(args.buckets) if args.buckets else BUCKETS
     sources, references = read_test_set(src, ref)
     results = []
     for i, model in enumerate(args.model):
         results.append(evaluate_model(model, sources, references, args.beam, edges,
-                                      args.name[i] if args.name else None, args.precision, args.stopping))
+                                      args.name[i] if args.name else None, args.precision, args.stopping,
+                                      args.workers))
         print(format_result(results[-1]), flush=True)
     if args.json_out:
         write_json({"source": str(src), "reference": str(ref), "results": results}, args.json_out)
@@ -310,6 +313,8 @@ def add_evaluate_parsers(sub) -> None:
                    help="inference weights, to measure what bf16 or int8 costs in BLEU (default: fp32)")
     p.add_argument("--stopping", choices=STOPPING, default=None,
                    help="beam search's stopping rule (see 'translate --help'; default: the model's)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="single-thread processes that share the batches (see 'translate --help'; default 1)")
     p.add_argument("--json-out", help="write scores, signatures, buckets and translations as JSON")
     p.add_argument("--plot", help="PNG of BLEU against source length, one line per model")
     p.set_defaults(func=cmd_evaluate)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,17 +89,22 @@ def model_name(path: str | Path) -> str:
 
 def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
                    edges: Sequence[int] = BUCKETS, name: str | None = None,
-                   precision: str = "fp32", stopping: str | None = None) -> dict[str, Any]:
-    """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result."""
+                   precision: str = "fp32", stopping: str | None = None, workers: int = 1) -> dict[str, Any]:
+    """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result
+    (with ``workers`` > 1, in that many single-thread processes: :mod:`regard.pool`)."""
+    from regard.pool import TranslatorPool
     from regard.translator import Translator
-    translator = Translator.load(model, precision=precision)
-    beam = beam or translator.cfg.search.beam
-    stopping = stopping or translator.cfg.search.stopping
-    tic = time.perf_counter()
-    hypotheses = [t.text for t in translator.translate(sources, beam=beam, stopping=stopping)]
-    seconds = time.perf_counter() - tic
-    return {"name": name or model_name(model), "model": str(model), "attention": translator.cfg.model.attention,
-            "beam": beam, "stopping": stopping, "precision": precision, "translate_seconds": round(seconds, 2),
+    with (TranslatorPool.load(model, precision=precision, workers=workers) if workers > 1
+          else nullcontext(Translator.load(model, precision=precision))) as translator:
+        cfg = translator.cfg
+        beam = beam or cfg.search.beam
+        stopping = stopping or cfg.search.stopping
+        tic = time.perf_counter()
+        hypotheses = [t.text for t in translator.translate(sources, beam=beam, stopping=stopping)]
+        seconds = time.perf_counter() - tic
+    return {"name": name or model_name(model), "model": str(model), "attention": cfg.model.attention,
+            "beam": beam, "stopping": stopping, "precision": precision, "workers": workers,
+            "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}
 

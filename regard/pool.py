@@ -93,13 +93,16 @@ class TranslatorPool:
         for key in reversed(range(len(batches))):  # the longest sentences first: no long batch comes last
             self.inbox.put((key, [texts[i] for i in batches[key]], {"beam": beam, "nbest": nbest, **options}))
         results: list[list[Translation] | None] = [None] * len(texts)
-        for _ in batches:
+        errors = []
+        for _ in batches:  # every answer, errors included, so that the next call starts clean
             key, found = self._receive()
             if isinstance(found, Exception):
-                self._drain(len(batches))
-                raise found
+                errors.append(found)
+                continue
             for i, hyps in zip(batches[key], found):
                 results[i] = hyps
+        if errors:
+            raise errors[0]
         for i, hyps in enumerate(results):
             if hyps is None:  # an empty line: no work for a worker
                 results[i] = self.translator.translate_nbest([texts[i]], beam=beam, nbest=nbest, **options)[0]
@@ -115,11 +118,6 @@ class TranslatorPool:
                 if dead:
                     self.close()
                     raise RegardError(f"a translation worker died (exit code {dead[0]})") from None
-
-    def _drain(self, expected: int) -> None:
-        """After a failed batch, wait for the rest, so that the next call starts clean."""
-        for _ in range(expected - 1):
-            self._receive()
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import sacrebleu
+import torch
 
 from regard.cli import main
 from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, TrainConfig
 from regard.data.grammar import demo_splits
-from regard.evaluation import BUCKETS, bucket_labels, parse_buckets, score
+from regard.evaluation import BUCKETS, bucket_labels, parse_buckets, read_test_set, score
 from regard.errors import RegardError
 from regard.training.trainer import train
 
@@ -94,6 +95,20 @@ def test_evaluate_two_models_writes_json_and_plot(grammar_test, capsys, tmp_path
     assert png.startswith(PNG_MAGIC) and len(png) > 10_000
 
 
+def test_evaluate_with_workers_gives_the_same_translations(grammar_test, monkeypatch):
+    from regard.evaluation import evaluate_model
+    run, src, ref = grammar_test
+    sources, references = read_test_set(src, ref)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker: fp32 sums may round differently with other thread counts
+    try:
+        one = evaluate_model(run, sources, references, beam=2)
+    finally:
+        torch.set_num_threads(threads)
+    two = evaluate_model(run, sources, references, beam=2, workers=2)
+    assert two["workers"] == 2 and two["hypotheses"] == one["hypotheses"] and two["bleu"] == one["bleu"]
+
+
 def test_plot_bleu_puts_several_json_files_on_one_chart(grammar_test, capsys, tmp_path):
     run, src, ref = grammar_test
     for name in ("a", "b"):
@@ -109,7 +124,7 @@ def test_plot_bleu_puts_several_json_files_on_one_chart(grammar_test, capsys, tm
 
 
 @pytest.mark.parametrize("case", ["missing source", "line mismatch", "empty reference line", "names",
-                                  "no test set", "no model", "not evaluate json", "bad beam"])
+                                  "no test set", "no model", "not evaluate json", "bad beam", "bad workers"])
 def test_evaluate_errors_are_one_clean_line(grammar_test, capsys, tmp_path, case):
     run, src, ref = grammar_test
     short = tmp_path / "short.fr"
@@ -126,6 +141,7 @@ def test_evaluate_errors_are_one_clean_line(grammar_test, capsys, tmp_path, case
         "no model": (["--model", tmp_path / "nothing", "--src", src, "--ref", ref], "model folder not found"),
         "not evaluate json": (None, "not a 'regard evaluate --json-out' file"),
         "bad beam": (["--model", run, "--src", src, "--ref", ref, "--beam", 0], "--beam must be at least 1"),
+        "bad workers": (["--model", run, "--src", src, "--ref", ref, "--workers", 0], "--workers must be at least 1"),
     }[case]
     command = ["plot-bleu", tmp_path / "other.json"] if argv is None else ["evaluate", *argv]
     code, _, err = run_cli(capsys, *command)
