@@ -16,7 +16,6 @@ import argparse
 import json
 import resource
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,8 +26,8 @@ from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
 from regard.training import trainer
 from regard.search.beam import STOPPING
-from regard.pool import TranslatorPool
-from regard.translator import PRECISIONS, Translator
+from regard.pool import open_translator
+from regard.translator import PRECISIONS
 
 
 def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: int) -> dict:
@@ -70,14 +69,19 @@ def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, p
     """Translate ``src`` (first ``limit`` lines) and time the call (model loading, and starting
     the ``workers`` processes when more than one, excluded)."""
     lines = list(read_lines(src))[:limit]
-    with (TranslatorPool.load(model, precision=precision, workers=workers) if workers > 1
-          else nullcontext(Translator.load(model, precision=precision))) as translator:
+    with open_translator(model, precision, workers) as translator:
         tic = time.perf_counter()
         results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH, stopping=stopping)
         seconds = time.perf_counter() - tic
     out.write_text("".join(r.text + "\n" for r in results), encoding="utf-8")
+    # The parent's wait4 sees the largest peak of this process and its workers, not their sum:
+    # report this process's own peak plus, the workers having ended, the largest worker's peak
+    # once per worker (an upper bound of their sum).
+    own_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * workers if workers > 1 else 0.0
     return {"seconds": seconds, "sentences": len(lines), "out_tokens": sum(len(r.tokens) + 1 for r in results),
-            "inference_dtype": precision, "stopping": stopping, "workers": workers}
+            "inference_dtype": precision, "stopping": stopping, "workers": workers,
+            "own_peak_rss_mib": own_rss, "workers_peak_rss_mib": workers_rss}
 
 
 def main() -> None:

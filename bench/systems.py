@@ -136,9 +136,12 @@ class Regard(System):
         run = measure.run(cmd, work / f"{stem}.log", REGARD_ENV, stdout=out, cwd=REPO)
         _check(run, f"{self.name} translation")
         result = _last_json(out)
+        if result["workers"] > 1:  # wait4 gave the largest of the processes: count each instead
+            run = dataclasses.replace(run, peak_rss_mib=result["own_peak_rss_mib"] + result["workers_peak_rss_mib"])
         texts = hyps.read_text(encoding="utf-8").splitlines()
         return Translated(result["seconds"], result["sentences"], result["out_tokens"], texts, run,
-                          {"inference_dtype": result["inference_dtype"], "workers": result["workers"]})
+                          {"inference_dtype": result["inference_dtype"], "workers": result["workers"],
+                           "workers_peak_rss_mib": result["workers_peak_rss_mib"]})
 
 
 class Joey(System):

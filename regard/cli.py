@@ -73,15 +73,11 @@ def format_output(index: int, hyps, nbest: int, as_json: bool) -> list[str]:
 
 
 def cmd_translate(args: argparse.Namespace) -> None:
-    from regard.translator import Translator
+    from regard.pool import open_translator
     if args.workers < 1:
         raise RegardError(f"--workers must be at least 1, got {args.workers}")
-    if args.workers == 1:
-        translate_file(args, Translator.load(args.model, precision=args.precision))
-        return
-    from regard.pool import TranslatorPool
-    with TranslatorPool.load(args.model, precision=args.precision, workers=args.workers) as pool:
-        translate_file(args, pool)
+    with open_translator(args.model, args.precision, args.workers) as translator:
+        translate_file(args, translator)
 
 
 def translate_file(args: argparse.Namespace, translator) -> None:

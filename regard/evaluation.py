@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -92,10 +91,8 @@ def evaluate_model(model: str | Path, sources: list[str], references: list[str],
                    precision: str = "fp32", stopping: str | None = None, workers: int = 1) -> dict[str, Any]:
     """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result
     (with ``workers`` > 1, in that many single-thread processes: :mod:`regard.pool`)."""
-    from regard.pool import TranslatorPool
-    from regard.translator import Translator
-    with (TranslatorPool.load(model, precision=precision, workers=workers) if workers > 1
-          else nullcontext(Translator.load(model, precision=precision))) as translator:
+    from regard.pool import open_translator
+    with open_translator(model, precision, workers) as translator:
         cfg = translator.cfg
         beam = beam or cfg.search.beam
         stopping = stopping or cfg.search.stopping

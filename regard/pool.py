@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import queue
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -135,3 +136,11 @@ class TranslatorPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_translator(path: str | Path, precision: str = "fp32",
+                    workers: int = 1) -> AbstractContextManager[Translator | TranslatorPool]:
+    """A :class:`Translator` for ``workers`` = 1, else a :class:`TranslatorPool`; use with ``with``."""
+    if workers > 1:
+        return TranslatorPool.load(path, precision=precision, workers=workers)
+    return nullcontext(Translator.load(path, precision=precision))
