@@ -90,6 +90,7 @@ class TranslatorPool:
     def translate_nbest(self, texts: list[str], beam: int | None = None, nbest: int = 1,
                         batch_size: int = 128, **options) -> list[list[Translation]]:
         """As :meth:`Translator.translate_nbest`, with the batches shared among the workers."""
+        self._check_workers()
         batches = self.translator.batches(texts, batch_size)
         for key in reversed(range(len(batches))):  # the longest sentences first: no long batch comes last
             self.inbox.put((key, [texts[i] for i in batches[key]], {"beam": beam, "nbest": nbest, **options}))
@@ -115,10 +116,16 @@ class TranslatorPool:
             try:
                 return self.outbox.get(timeout=1.0)
             except queue.Empty:
-                dead = [p.exitcode for p in self.processes if not p.is_alive()]
-                if dead:
-                    self.close()
-                    raise RegardError(f"a translation worker died (exit code {dead[0]})") from None
+                self._check_workers()
+
+    def _check_workers(self) -> None:
+        """Close the pool and raise if a worker has died (it may have left the queue locked)."""
+        if not self.processes:
+            raise RegardError("this translation pool is closed")
+        dead = [p.exitcode for p in self.processes if not p.is_alive()]
+        if dead:
+            self.close()
+            raise RegardError(f"a translation worker died (exit code {dead[0]})")
 
     def close(self) -> None:
         """Stop the workers (idempotent)."""

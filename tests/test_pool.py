@@ -54,4 +54,6 @@ def test_a_dead_worker_is_a_clear_error_not_a_hang(trained_run):
     pool.processes[0].join()
     with pytest.raises(RegardError, match="worker died"):
         pool.translate(SENTENCES * 20, beam=3, batch_size=2)
-    assert pool.processes == []  # closed
+    assert pool.processes == []  # closed, and says so
+    with pytest.raises(RegardError, match="pool is closed"):
+        pool.translate(SENTENCES)
