@@ -32,17 +32,20 @@ def work(path: str, precision: str, inbox: Any, outbox: Any) -> None:
     """A worker: load the model, then translate batches from ``inbox`` until ``None``."""
     torch.set_num_threads(1)
     try:
-        translator = Translator.load(path, precision=precision)
-    except Exception as err:  # report it rather than die silently
-        outbox.put(("ready", err))
-        return
-    outbox.put(("ready", None))
-    while (job := inbox.get()) is not None:
-        key, texts, options = job
         try:
-            outbox.put((key, translator.translate_nbest(texts, batch_size=len(texts), **options)))
-        except Exception as err:
-            outbox.put((key, err))
+            translator = Translator.load(path, precision=precision)
+        except Exception as err:  # report it rather than die silently
+            outbox.put(("ready", err))
+            return
+        outbox.put(("ready", None))
+        while (job := inbox.get()) is not None:
+            key, texts, options = job
+            try:
+                outbox.put((key, translator.translate_nbest(texts, batch_size=len(texts), **options)))
+            except Exception as err:
+                outbox.put((key, err))
+    except KeyboardInterrupt:  # Ctrl-C reaches every process of the terminal: the main one reports it
+        return
 
 
 class TranslatorPool:
