@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from regard.errors import RegardError
+from regard.config import Config
 from regard.translator import Translation, Translator
 
 
@@ -56,7 +57,6 @@ class TranslatorPool:
 
     def __init__(self, translator: Translator, processes: list, inbox: Any, outbox: Any):
         self.translator = translator  # the main process's copy: configuration, tokenizer, empty lines
-        self.cfg = translator.cfg
         self.processes, self.inbox, self.outbox = processes, inbox, outbox
 
     @classmethod
@@ -81,6 +81,10 @@ class TranslatorPool:
             pool.close()
             raise
         return pool
+
+    @property
+    def cfg(self) -> Config:
+        return self.translator.cfg
 
     @property
     def has_attention(self) -> bool:
@@ -151,6 +155,6 @@ class TranslatorPool:
 def open_translator(path: str | Path, precision: str = "fp32",
                     workers: int = 1) -> AbstractContextManager[Translator | TranslatorPool]:
     """A :class:`Translator` for ``workers`` = 1, else a :class:`TranslatorPool`; use with ``with``."""
-    if workers > 1:
-        return TranslatorPool.load(path, precision=precision, workers=workers)
-    return nullcontext(Translator.load(path, precision=precision))
+    if workers == 1:
+        return nullcontext(Translator.load(path, precision=precision))
+    return TranslatorPool.load(path, precision=precision, workers=workers)  # ValueError below 1

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from regard.errors import RegardError
-from regard.pool import TranslatorPool
+from regard.pool import TranslatorPool, open_translator
 from regard.translator import Translator
 
 SENTENCES = ["the black cat ate the mouse", "", "a small dog sees the old man", "the man runs",
@@ -46,6 +46,8 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path):
         TranslatorPool.load(tmp_path, workers=2)
     with pytest.raises(ValueError, match="workers"):
         TranslatorPool.load(tmp_path, workers=0)
+    with pytest.raises(ValueError, match="workers"):
+        open_translator(tmp_path, workers=0)  # not quietly one process
 
 
 def test_a_dead_worker_is_a_clear_error_not_a_hang(trained_run):
