@@ -4,7 +4,9 @@ Every phase (a training, a translation, the matmul ceiling) is a subprocess, Reg
 included, so each has its own peak resident memory: ``os.wait4`` returns the rusage of
 exactly that child (``ru_maxrss``, KiB on Linux). Every subprocess gets the same thread
 environment: 2 OpenMP/MKL threads and ``OMP_WAIT_POLICY=PASSIVE`` (spinning OpenMP
-threads make torch many times slower on a shared CPU).
+threads make torch many times slower on a shared CPU). None inherits glibc allocator settings
+(``MALLOC_*``) from the benchmark's own process: each system runs with glibc's defaults, or
+with what it sets itself (Regard: :func:`regard.runtime.reuse_freed_memory`).
 
 Training speed is computed the same way for all: the real target tokens (with
 ``</s>``, without padding or ``<s>``) of the steps after the warm-up, divided by the
@@ -47,7 +49,8 @@ class Finished:
 def run(cmd: list[str], log: Path, env: dict[str, str] | None = None, stdin: Path | None = None,
         stdout: Path | None = None, deadline_s: float | None = None, cwd: Path | None = None) -> Finished:
     """Run ``cmd`` to the end (SIGINT at ``deadline_s``, like Ctrl-C); stderr (and stdout unless given) to ``log``."""
-    full_env = {**os.environ, **THREAD_ENV, **(env or {})}
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    full_env = {**inherited, **THREAD_ENV, **(env or {})}
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as err, open(stdin or os.devnull, "rb") as inp, \
             (open(stdout, "w") if stdout else open(os.devnull, "w")) as out:

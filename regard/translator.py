@@ -19,6 +19,7 @@ from regard.config import Config
 from regard.data.batching import pad
 from regard.data.tokenizer import Tokenizer
 from regard.model.seq2seq import Seq2Seq
+from regard.runtime import reuse_freed_memory
 from regard.search.beam import beam_search
 from regard.search.greedy import Hypothesis, greedy_search
 from regard.training.checkpoint import load_model_dir
@@ -100,10 +101,12 @@ class Translator:
         ``precision`` (see :data:`PRECISIONS`): ``bf16`` casts the weights to bfloat16,
         ``int8`` quantises the linear and recurrent layers' weights to 8-bit integers
         (PyTorch dynamic quantisation); both are faster on CPU at a BLEU change of a few
-        tenths (docs/PERFORMANCE.md).
+        tenths (docs/PERFORMANCE.md). Loading also lets glibc reuse freed large blocks in this
+        process (:func:`regard.runtime.reuse_freed_memory`), unless the environment says otherwise.
         """
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        reuse_freed_memory()
         model, cfg, src_tok, tgt_tok = load_model_dir(path)
         return cls(PRECISIONS[precision](model), cfg, src_tok, tgt_tok)
 

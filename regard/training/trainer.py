@@ -30,6 +30,7 @@ from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import Tokenizer
 from regard.errors import Interrupted, RegardError
 from regard.model.seq2seq import Seq2Seq
+from regard.runtime import bound_kernel_caches, reuse_freed_memory
 from regard.training.checkpoint import (load_model_dir, load_trainer_state, save_model_dir,
                                         save_trainer_state, write_atomically)
 from regard.training.logger import ScalarLog
@@ -241,21 +242,6 @@ class Run:
         return t.patience > 0 and p.bad_evals >= t.patience
 
 
-def bound_kernel_caches(capacity: int) -> None:
-    """Keep at most ``capacity`` oneDNN kernels per cache in this process and the workers it starts.
-
-    bf16 products run through oneDNN, which builds a kernel (with its own buffers) for every new
-    matrix shape and keeps up to 1,024 of them in each of two caches: oneDNN's and PyTorch's ideep
-    layer above it. Batches vary in shape, so a bf16 training process otherwise grows by about
-    800 MiB (docs/PERFORMANCE.md, "Memory"). A decoder reuses a handful of shapes for all its time
-    steps, so 16 lose no speed. Both caches read their size when first used: this only acts
-    before the process's first bf16 product, and never overrides a size set in the environment.
-    """
-    if capacity > 0:
-        for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
-            os.environ.setdefault(name, str(capacity))
-
-
 def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = None,
           show_progress: bool = True) -> Path:
     """Train (or resume) the model described by ``cfg``; return the run folder.
@@ -265,6 +251,7 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     """
     t, out = cfg.train, Path(cfg.train.out_dir)
     bound_kernel_caches(t.kernel_cache)
+    reuse_freed_memory()
     threads = t.threads or max(1, (os.cpu_count() or 1) // t.workers)
     torch.set_num_threads(threads)
     model, optimizer, progress, toks, examples, valid, valid_examples = prepare(cfg, out, resume, data)
