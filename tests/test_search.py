@@ -5,7 +5,7 @@ import torch
 
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
-from regard.search.beam import beam_search
+from regard.search.beam import advance, beam_search
 from regard.search.greedy import greedy_search, length_penalty, max_lengths, row_candidates, step_logits, top_k
 from tests.conftest import random_batch, random_model
 
@@ -131,7 +131,7 @@ def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_ste
     </s>: the same answer after the same number of steps as a plain search with that rule."""
     import regard.search.beam as beam_module
     calls = []  # the rows (hypotheses) of each decoder step
-    monkeypatch.setattr(beam_module, "step_logits", lambda *a: calls.append(len(a[1])) or step_logits(*a))
+    monkeypatch.setattr(beam_module, "advance", lambda *a: calls.append(len(a[1])) or advance(*a))
     model = random_model("general", seed=seed)
     with torch.no_grad():
         model.decoder.output.bias[EOS] += 1.0  # </s> often ranks high, as in a trained model
@@ -151,6 +151,24 @@ def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_ste
     assert taken["first"] < taken["exact"]  # the exact rule's bound is loose: it computes more rows
     with pytest.raises(ValueError, match="stopping"):
         beam_search(model, src, lengths, beam=3, stopping="soon")
+
+
+def test_the_output_layer_runs_only_on_live_hypotheses(monkeypatch):
+    """The first step has one row per sentence (not K copies of it), and a hypothesis that has
+    just ended does not pay for the output layer in the next step."""
+    import regard.search.beam as beam_module
+    model = random_model("general", seed=3)
+    with torch.no_grad():
+        model.decoder.output.bias[EOS] += 1.0  # hypotheses end often, as in a trained model
+    src, lengths = random_batch(batch=6, seed=3)
+    logits, given, rows = model.decoder.logits, [], []
+    monkeypatch.setattr(model.decoder, "logits", lambda h: given.append(len(h)) or logits(h))
+    monkeypatch.setattr(beam_module, "advance",
+                        lambda *a: rows.append((len(a[1]), int((a[4] > float("-inf")).sum()))) or advance(*a))
+    beam_search(model, src, lengths, beam=3)
+    assert rows[0] == (6, 6)
+    assert given == [live for _, live in rows]
+    assert any(live < n for n, live in rows)  # some steps had ended hypotheses, and skipped them
 
 
 @pytest.mark.parametrize("V,k", [(6000, 5), (6000, 1), (1000, 3), (130, 5), (7, 5)])

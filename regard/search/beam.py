@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 import torch
 
-from regard.data.tokenizer import BOS, EOS
+from regard.data.tokenizer import BOS, EOS, PAD
 from regard.model.seq2seq import Seq2Seq
-from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates, step_logits
+from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates
 
 STOPPING = ("exact", "first")
 
@@ -73,26 +73,24 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     if stopping not in STOPPING:
         raise ValueError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
     B, K = src.shape[0], beam
-    enc = model.encode(src, src_lengths)  # one row per sentence, shared by its K hypotheses
-    state = model.decoder.init_state(enc).index_select(torch.arange(B).repeat_interleave(K))
+    enc = model.encode(src, src_lengths)  # one row per sentence, shared by its hypotheses
+    state = model.decoder.init_state(enc)  # one row (hypothesis) per sentence until the first step's K
     limit = max_lengths(src_lengths, max_ratio)
-    row_limit = limit.repeat_interleave(K)  # the same limit for each of a sentence's K rows
-    scores = torch.full((B, K), float("-inf"))
-    scores[:, 0] = 0.0  # only one live hypothesis at the start
-    prev = torch.full((B * K,), BOS, dtype=torch.long)
+    scores = torch.zeros(B, 1)  # (sentences, rows per sentence): log-probabilities of the live rows
+    prev = torch.full((B,), BOS, dtype=torch.long)
     history = History([], [], [], [])
     found: list[list[tuple[float, int, int]]] = [[] for _ in range(B)]  # (score, step, slot)
     nth_best = torch.full((B,), float("-inf"))  # n-th best finished score per sentence
     bound_lp = length_penalty(limit + 1, alpha).float()  # lp of the longest possible output
     alive = torch.arange(B)  # the sentences still searched, in row order
     for t in range(int(limit.max()) + 1):
-        n = len(alive)
-        logits, state, weights = step_logits(model, prev, state, enc)
-        log_probs, words = row_candidates(logits, K, row_limit <= t)  # (n·K, k) each
+        n, G = scores.shape
+        must_end = (limit[alive] <= t).repeat_interleave(G)
+        log_probs, words, state, weights = advance(model, prev, state, enc, scores.view(-1), K, must_end)
+        top_scores, top_index = best_of_sentence(scores.view(-1, 1) + log_probs, n, K)  # (n, K)
         k = log_probs.shape[1]
-        top_scores, top_index = (scores.view(-1, 1) + log_probs).view(n, K * k).topk(K, dim=1)  # (n, K)
-        parents = (top_index // k + torch.arange(n).unsqueeze(1) * K).view(-1)
-        prev = words.view(n, K * k).gather(1, top_index).view(-1)
+        parents = (top_index // k + torch.arange(n).unsqueeze(1) * G).view(-1)
+        prev = words.view(n, G * k).gather(1, top_index).view(-1)
         history.tokens.append(prev)
         history.parents.append(parents)
         history.weights.append(weights)
@@ -113,7 +111,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
         if done.any():  # finished sentences leave the batch
             keep = (~done).nonzero().squeeze(1)
             slots = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
-            alive, scores, prev, row_limit = alive[keep], scores[keep], prev[slots], row_limit[slots]
+            alive, scores, prev = alive[keep], scores[keep], prev[slots]
             enc, state = enc.index_select(keep), state.index_select(parents[slots], keep)
             history.kept.append(slots)
         else:
@@ -121,6 +119,39 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
             history.kept.append(None)
     history = history.as_lists()
     return [_best(history, found[b], nbest, int(src_lengths[b])) for b in range(B)]
+
+
+def advance(model: Seq2Seq, prev: torch.Tensor, state, enc, scores: torch.Tensor, k: int,
+            must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, object, torch.Tensor | None]:
+    """One decoder step from tokens ``prev`` (N,) → the k likeliest next words of every row,
+    log-probs (N, k) and words (N, k), with the new state and attention weights (N, S).
+
+    The output layer and softmax, half of a step, run only on the live rows: those whose
+    ``scores`` (N,) are finite. A hypothesis that has just ended keeps its row for one step
+    (about 4 % of all rows); dead rows get -inf.
+    """
+    out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
+    live = scores > float("-inf")
+    if bool(live.all()):
+        return *row_candidates(model.decoder.logits(out).float(), k, must_end), state, weights
+    rows = live.nonzero().squeeze(1)
+    log_probs, words = row_candidates(model.decoder.logits(out.index_select(0, rows)).float(), k, must_end[rows])
+    shape = (len(scores), log_probs.shape[1])
+    log_probs = log_probs.new_full(shape, float("-inf")).index_copy_(0, rows, log_probs)
+    return log_probs, words.new_full(shape, PAD).index_copy_(0, rows, words), state, weights
+
+
+def best_of_sentence(candidates: torch.Tensor, n: int, K: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Candidate scores (n·G, k) → the K best of each sentence's G·k and their positions, (n, K) each.
+
+    Slots beyond a sentence's G·k candidates (a vocabulary smaller than the beam) stay dead."""
+    flat = candidates.view(n, -1)
+    top_scores, top_index = flat.topk(min(K, flat.shape[1]), dim=1)
+    if top_scores.shape[1] < K:
+        missing = K - top_scores.shape[1]
+        top_scores = torch.nn.functional.pad(top_scores, (0, missing), value=float("-inf"))
+        top_index = torch.nn.functional.pad(top_index, (0, missing))
+    return top_scores, top_index
 
 
 def _best(history: History, found: list[tuple[float, int, int]], nbest: int, src_len: int) -> list[Hypothesis]:
