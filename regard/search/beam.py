@@ -1,12 +1,14 @@
 """Batched beam search with a length penalty, n-best lists and exact stopping.
 
-All B×K hypotheses advance together as one batch of rows. At each step the K
-best continuations of every sentence are chosen among its K×V candidates (in
-practice among the K likeliest words of each of its K rows, which contain them);
-those ending in ``</s>`` are set aside as finished (their slot is refilled by
-the other candidates next step). A sentence whose search is over leaves the
-batch, so later steps compute only live sentences. Back-pointers are kept per
-step; the n-best hypotheses are rebuilt, with their attention, at the end.
+The hypotheses advance together as one batch of rows: one row per sentence at the
+first step (there is only ``<s>`` to continue), K after. At each step the K best
+continuations of every sentence are chosen among its rows' candidates (in practice among
+the K likeliest words of each row, which contain them); those ending in ``</s>`` are set
+aside as finished, and their rows stay dead for one step (their slots are refilled by the
+other candidates): the output layer and softmax, half of a step's work, skip them. A
+sentence whose search is over leaves the batch, so later steps compute only live
+sentences. Back-pointers are kept per step; the n-best hypotheses are rebuilt, with their
+attention, at the end.
 
 Two stopping rules (``stopping``):
 
@@ -28,6 +30,8 @@ from dataclasses import dataclass
 import torch
 
 from regard.data.tokenizer import BOS, EOS, PAD
+from regard.model.decoder import DecoderState
+from regard.model.encoder import EncoderOutput
 from regard.model.seq2seq import Seq2Seq
 from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates
 
@@ -121,8 +125,8 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     return [_best(history, found[b], nbest, int(src_lengths[b])) for b in range(B)]
 
 
-def advance(model: Seq2Seq, prev: torch.Tensor, state, enc, scores: torch.Tensor, k: int,
-            must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, object, torch.Tensor | None]:
+def advance(model: Seq2Seq, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput, scores: torch.Tensor,
+            k: int, must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, DecoderState, torch.Tensor | None]:
     """One decoder step from tokens ``prev`` (N,) → the k likeliest next words of every row,
     log-probs (N, k) and words (N, k), with the new state and attention weights (N, S).
 
