@@ -189,7 +189,8 @@ def cmd_data_clean(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from regard.evaluation import (BUCKETS, evaluate_model, format_result, parse_buckets, plot_bleu_by_length,
-                                   read_test_set, write_json)
+                                   read_test_set)
+    from regard.files import write_json
     if args.corpus and not (args.src or args.ref):
         from regard.data.corpora import split_files
         src, ref = split_files(args.corpus, args.split)
@@ -212,7 +213,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                       args.workers))
         print(format_result(results[-1]), flush=True)
     if args.json_out:
-        write_json({"source": str(src), "reference": str(ref), "results": results}, args.json_out)
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.json_out, {"source": str(src), "reference": str(ref), "results": results})
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.plot:
         title = f"{args.corpus} {args.split}" if args.corpus else f"{Path(src).name} → {Path(ref).name}"

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -19,7 +18,7 @@ from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, Tr
 from regard.data.grammar import DEMO_SENTENCE, Pair, demo_splits
 from regard.errors import RegardError
 from regard.plotting import plot_attention, plot_by_length
-from regard.training.checkpoint import write_atomically
+from regard.files import replace_folder, write_json
 from regard.training.trainer import train
 from regard.translator import Translator
 
@@ -84,15 +83,15 @@ def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, see
         cfg = demo_config(out / name, attention, budget, seed, max_minutes)
         train(cfg, data=data, show_progress=show_progress)
         results[name] = accuracy_by_length(Translator.load(out / name), test)
-    write_atomically(out / "model", lambda tmp: _copy_files(out / "attention" / "best", tmp))
+    replace_folder(out / "model", lambda tmp: _copy_files(out / "attention" / "best", tmp))
     translator = Translator.load(out / "model")
     best = translator.translate([DEMO_SENTENCE], beam=5)[0]
     plot_attention(best.word_attention, best.source_words, best.target_words, out / "attention.png",
                    title=f"{best.source}  →  {best.text}")
     summary = {"source": best.source, "translation": best.text, "source_words": best.source_words,
                "target_words": best.target_words, "attention": best.word_attention}
-    (out / "demo.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "accuracy.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "demo.json", summary)
+    write_json(out / "accuracy.json", results)
     plot_accuracy(results, out / "accuracy.png")
     print_report(best, results, out)
     return {**summary, "accuracy": results}

@@ -119,13 +119,6 @@ def format_result(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_json(report: dict[str, Any], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
-
-
 def load_results(paths: Sequence[str | Path]) -> list[dict[str, Any]]:
     """The model results of one or more ``regard evaluate --json-out`` files."""
     results = []

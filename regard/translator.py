@@ -22,7 +22,7 @@ from regard.model.seq2seq import Seq2Seq
 from regard.runtime import reuse_freed_memory
 from regard.search.beam import beam_search
 from regard.search.greedy import Hypothesis, greedy_search
-from regard.training.checkpoint import load_model_dir
+from regard.checkpoint import load_model_dir
 
 
 def quantize_int8(model: Seq2Seq) -> nn.Module:

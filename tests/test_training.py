@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 
 from regard.data.batching import Batch
 from regard.errors import RegardError
-from regard.training.checkpoint import load_model_dir, resolve_model_dir, save_model_dir, write_atomically
+from regard.checkpoint import load_model_dir, resolve_model_dir, save_model_dir
+from regard.files import replace_folder
 from regard.training.trainer import lr_at, spread, train
 from regard.translator import Translator
 from tests.conftest import random_batch, tiny_config
@@ -92,16 +93,16 @@ def test_existing_run_is_never_overwritten_without_resume(tmp_path, grammar_data
 
 def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path):
     target = tmp_path / "last"
-    write_atomically(target, lambda d: (d / "model.safetensors").write_text("v1"))
+    replace_folder(target, lambda d: (d / "model.safetensors").write_text("v1"))
 
     def crash(folder):
         (folder / "model.safetensors").write_text("half")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        write_atomically(target, crash)
+        replace_folder(target, crash)
     assert (target / "model.safetensors").read_text() == "v1"
-    write_atomically(target, lambda d: (d / "model.safetensors").write_text("v2"))
+    replace_folder(target, lambda d: (d / "model.safetensors").write_text("v2"))
     assert (target / "model.safetensors").read_text() == "v2"
     assert not (tmp_path / ".last.tmp").exists() and not (tmp_path / ".last.old").exists()
 

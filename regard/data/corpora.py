@@ -40,6 +40,7 @@ from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping
 
 from regard.data.text import iter_parallel, read_tsv
 from regard.errors import RegardError
+from regard.files import write_json
 
 if TYPE_CHECKING:
     from regard.config import DataConfig
@@ -311,7 +312,7 @@ def fetch(corpus: str | Corpus, cache_dir: str | Path | None = None, from_dir: s
         manifest = _manifest(corpus, work, "download" if from_dir is None else str(Path(from_dir).resolve()))
         if from_dir is None and corpus.note:
             log(f"note: {corpus.note}")
-        (work / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json(work / MANIFEST, manifest)
         target = cache / corpus.name
         old = cache / f".{corpus.name}.old"
         shutil.rmtree(old, ignore_errors=True)

@@ -31,8 +31,9 @@ from regard.data.tokenizer import Tokenizer
 from regard.errors import Interrupted, RegardError
 from regard.model.seq2seq import Seq2Seq
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
-from regard.training.checkpoint import (load_model_dir, load_trainer_state, save_model_dir,
-                                        save_trainer_state, write_atomically)
+from regard.checkpoint import load_model_dir, save_model_dir
+from regard.files import replace_folder
+from regard.training.state import load_trainer_state, save_trainer_state
 from regard.training.logger import ScalarLog
 from regard.training.parallel import Workers, scaled_backward
 from regard.translator import Translator
@@ -132,7 +133,7 @@ def save_checkpoint(out: Path, name: str, model: Seq2Seq, cfg: Config, toks: tup
         save_model_dir(folder, model, cfg, *toks)
         if optimizer is not None and progress is not None:
             save_trainer_state(folder, optimizer, dict(progress.__dict__))
-    write_atomically(out / name, fill)
+    replace_folder(out / name, fill)
 
 
 @contextmanager

@@ -6,55 +6,32 @@ A model folder holds everything needed to translate::
     model.safetensors    weights
     src.spm, tgt.spm     SentencePiece models
 
-A training checkpoint (``best/``, ``last/``) adds ``trainer.json`` (step,
-epoch, position in the epoch, best score, …) and ``trainer.safetensors``
-(optimizer moments and the RNG state). Nothing is pickled.
+A training checkpoint (``last/``) adds ``trainer.json`` and ``trainer.safetensors``
+(:mod:`regard.training.state`). Nothing is pickled.
 
-A folder is written under a temporary name, flushed, and swapped in with
-renames, so a crash never leaves a half-written ``last``: at worst the previous
-version survives as ``.last.old`` and :func:`resolve_model_dir` finds it.
+This module sits below both training and translation: the trainer saves through it,
+:class:`regard.translator.Translator` loads through it. Folders are written with
+:func:`regard.files.replace_folder`, so a crash never leaves a half-written one: at
+worst the previous version survives as ``.NAME.old``, which :func:`resolve_model_dir`
+finds.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_model, save_model
 
 from regard.config import Config, config_from_dict
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
+from regard.files import write_json
 from regard.model.seq2seq import Seq2Seq
 
 FORMAT_VERSION = 1
-
-
-def write_atomically(target: Path, fill: Callable[[Path], None]) -> None:
-    """Create folder ``target`` by letting ``fill`` write into a temporary one, then swap."""
-    target = Path(target)
-    tmp = target.with_name(f".{target.name}.tmp")
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    fill(tmp)
-    for f in tmp.iterdir():
-        with f.open("rb") as handle:
-            os.fsync(handle.fileno())
-    if target.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -113,30 +90,3 @@ def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokeni
     if len(src_tok) != src_vocab or len(tgt_tok) != tgt_vocab:
         raise RegardError(f"{folder}: tokenizer sizes do not match the model's vocabularies")
     return model, cfg, src_tok, tgt_tok
-
-
-def save_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Optimizer moments + RNG as safetensors, scalars as JSON."""
-    opt = optimizer.state_dict()
-    tensors = {f"opt.{i}.{name}": value.contiguous() for i, slots in opt["state"].items()
-               for name, value in slots.items()}
-    tensors["rng.torch"] = torch.get_rng_state()
-    save_file(tensors, str(folder / "trainer.safetensors"))
-    write_json(folder / "trainer.json", {**state, "param_groups": opt["param_groups"]})
-
-
-def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimizer and RNG from ``folder``; return the JSON training state."""
-    state = read_json(folder / "trainer.json")
-    try:
-        tensors = load_file(str(folder / "trainer.safetensors"))
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise RegardError(f"corrupt checkpoint {folder / 'trainer.safetensors'}: {err}") from None
-    slots: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith("opt."):
-            _, index, name = key.split(".", 2)
-            slots.setdefault(int(index), {})[name] = value
-    optimizer.load_state_dict({"state": slots, "param_groups": state.pop("param_groups")})
-    torch.set_rng_state(tensors["rng.torch"])
-    return state
