@@ -36,8 +36,8 @@ SETTINGS = {
 
 NOTES = {
     "regard": [
-        "training: train.workers 2, i.e. 2 processes of 1 thread, each computing the gradient of half of every "
-        "batch (one optimizer, shared parameters); peak RSS adds the worker's to the main process's",
+        "training: train.workers 2, i.e. 2 DistributedDataParallel processes (gloo) of 1 thread, each computing "
+        "the gradient of half of every batch; peak RSS adds the second process's to the first's",
         "translation batch: 128 sentences (x beam hypotheses), sorted by length; a sentence leaves the batch "
         "when its search is over",
         "translation: 2 processes of 1 thread (regard.pool.TranslatorPool), each taking the next batch; the same "
@@ -45,7 +45,7 @@ NOTES = {
         "max output: 2 x source subwords + 4 per sentence",
         "trains its SentencePiece models itself from the cleaned text (identical bytes to the peers' pieces)",
     ],
-    "regard-bf16": ["as regard, with train.bf16: true (bfloat16 autocast, fp32 master weights)"],
+    "regard-bf16": ["as regard, with train.precision: bf16 (bfloat16 autocast, fp32 master weights)"],
     "joeynmt": [
         "decoder type: recurrent; attention: luong (= general/bilinear); bridge tanh(W h) as Regard",
         "constant lr via scheduling: exponential with decrease_factor 1.0 (the plateau scheduler breaks)",
@@ -82,7 +82,8 @@ def batch_note(name: str, size: int, expected_tokens: int) -> str:
     return note
 
 
-def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False, eval_every: int = NEVER) -> Config:
+def regard_config(prep: Prepared, out_dir: Path, steps: int, precision: str = "fp32",
+                  eval_every: int = NEVER) -> Config:
     """Regard's config for this benchmark (tokenizer and data filters from its Multi30k recipe)."""
     stats = prep.stats
     return Config(
@@ -97,7 +98,7 @@ def regard_config(prep: Prepared, out_dir: Path, steps: int, bf16: bool = False,
         train=TrainConfig(out_dir=str(out_dir), seed=1, threads=THREADS // REGARD_WORKERS, workers=REGARD_WORKERS,
                           batch_tokens=BATCH_TOKENS,
                           max_steps=steps, lr=1e-3, schedule="constant", clip_norm=1.0, label_smoothing=0.1,
-                          bf16=bf16, eval_every=min(eval_every, steps), eval_beam=1),
+                          precision=precision, eval_every=min(eval_every, steps), eval_beam=1),
     )
 
 

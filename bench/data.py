@@ -29,7 +29,7 @@ from regard.config import Config, load_config
 from regard.data.cleaning import clean_pairs, format_report
 from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import EOS, Tokenizer
-from regard.training.trainer import build_tokenizers
+from regard.data.prepare import build_tokenizers
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "recipes" / "multi30k-en-fr.yaml"

@@ -25,7 +25,7 @@ from bench.install import default_cache
 from regard.data.batching import batch_indices, collate
 from regard.data.text import read_lines, read_parallel
 from regard.model.seq2seq import Seq2Seq
-from regard.training.trainer import build_tokenizers, encode_pairs
+from regard.data.prepare import build_tokenizers, encode_pairs
 from regard.translator import PRECISIONS, Translator
 
 
@@ -48,7 +48,7 @@ def ms_per_call(fn, items: list, warmup: int = 5) -> float:
 
 def profile_train(bf16: bool, n_batches: int, ops: bool) -> None:
     prep = Prepared.load(latest_prep())
-    cfg = regard_config(prep, Path("unused"), 1, bf16=bf16)
+    cfg = regard_config(prep, Path("unused"), 1, precision="bf16" if bf16 else "fp32")
     pairs = read_parallel(prep.clean("en"), prep.clean("fr"))
     toks = build_tokenizers(cfg, pairs)
     examples = encode_pairs(pairs, *toks, cfg.data.max_len)
@@ -69,7 +69,9 @@ def profile_train(bf16: bool, n_batches: int, ops: bool) -> None:
         attentional.float().sum().backward()
 
     def whole(b):  # as training does it: the output layer and loss in chunks
-        model.backward_loss(b, cfg.train.label_smoothing, autocast=autocast)
+        with autocast():
+            loss = model.training_loss(b, cfg.train.label_smoothing)
+        loss.backward()
 
     times = {name: ms_per_call(fn, batches) for name, fn in
              (("encoder", encoder), ("encoder+decoder loop", decoder_loop), ("whole step", whole))}

@@ -1,8 +1,8 @@
 """The Regard side of the benchmark, run as its own process (so its peak RSS is its own).
 
 ``train``: Regard's real training loop (:func:`regard.training.trainer.train`) on the
-prepared data, with two small wrappers: one records the time and the real target
-tokens every 10 steps (the points the peers log at), the other compares the
+prepared data, through its two hooks: ``on_step`` records the time and the real target
+tokens every 10 steps (the points the peers log at), ``tokenizers`` compares the
 SentencePiece models Regard trains with the ones the peers' pieces came from.
 ``translate``: :meth:`regard.Translator.translate` timed around the call alone, model
 loading excluded as the peers' own timers exclude it.
@@ -24,39 +24,35 @@ from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, TRANSLATE_W
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
+from regard.data.prepare import build_tokenizers
 from regard.training import trainer
 from regard.search.beam import STOPPING
 from regard.pool import open_translator
 from regard.translator import PRECISIONS
 
 
-def train(prep: Prepared, out: Path, steps: int, bf16: bool, valid_sentences: int) -> dict:
+def train(prep: Prepared, out: Path, steps: int, precision: str, valid_sentences: int) -> dict:
     """Train for ``steps`` (or until SIGINT); return timing points and checks."""
-    cfg = regard_config(prep, out, steps, bf16=bf16)
+    cfg = regard_config(prep, out, steps, precision=precision)
     pairs = read_parallel(prep.clean("en"), prep.clean("fr"))
     valid = read_parallel(prep.original("val", "en"), prep.original("val", "fr"))[:valid_sentences]
     points: list[tuple[int, float, int]] = []
     state = {"step": 0, "tokens": 0, "same_subwords": None}
-    train_step, build_tokenizers = trainer.train_step, trainer.build_tokenizers
 
-    def timed_step(model, optimizer, batch, lr, cfg, workers=None):
-        loss = train_step(model, optimizer, batch, lr, cfg, workers)
-        state["step"] += 1
-        state["tokens"] += workers.total_tokens if workers else batch.n_tokens
-        if state["step"] % LOG_EVERY == 0:
-            points.append((state["step"], time.perf_counter(), state["tokens"]))
+    def on_step(step: int, tokens: int) -> None:
+        state["step"], state["tokens"] = step, state["tokens"] + tokens
+        if step % LOG_EVERY == 0:
+            points.append((step, time.perf_counter(), state["tokens"]))
             state["tokens"] = 0
-        return loss
 
     def checked_tokenizers(cfg, pairs):
         toks = build_tokenizers(cfg, pairs)
         state["same_subwords"] = all(t.proto == prep.spm(lang).read_bytes() for t, lang in zip(toks, ("en", "fr")))
         return toks
 
-    trainer.train_step, trainer.build_tokenizers = timed_step, checked_tokenizers
     interrupted = False
     try:
-        trainer.train(cfg, data=(pairs, valid), show_progress=False)
+        trainer.train(cfg, data=(pairs, valid), show_progress=False, on_step=on_step, tokenizers=checked_tokenizers)
     except Interrupted:
         interrupted = True
     workers_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if cfg.train.workers > 1 else 0.0
@@ -91,7 +87,7 @@ def main() -> None:
     p.add_argument("--prep", required=True, type=Path, help="prepared data folder (bench.data)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps", required=True, type=int)
-    p.add_argument("--bf16", action="store_true")
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="train.precision")
     p.add_argument("--valid-sentences", type=int, default=20)
     p = sub.add_parser("translate")
     p.add_argument("--model", required=True, type=Path)
@@ -99,8 +95,7 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--beam", type=int, default=1)
     p.add_argument("--limit", type=int)
-    p.add_argument("--bf16", action="store_true", help="translate with bf16 weights (the default is fp32)")
-    p.add_argument("--precision", choices=PRECISIONS, help="overrides --bf16")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="inference weights (default fp32)")
     p.add_argument("--stopping", choices=STOPPING, default=BEAM_STOPPING,
                    help=f"beam search's stopping rule (default {BEAM_STOPPING})")
     p.add_argument("--workers", type=int, default=TRANSLATE_WORKERS,
@@ -109,10 +104,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "train":
-        result = train(Prepared.load(args.prep), args.out, args.steps, args.bf16, args.valid_sentences)
+        result = train(Prepared.load(args.prep), args.out, args.steps, args.precision, args.valid_sentences)
     else:
-        precision = args.precision or ("bf16" if args.bf16 else "fp32")
-        result = translate(args.model, args.src, args.out, args.beam, args.limit, precision, args.stopping,
+        result = translate(args.model, args.src, args.out, args.beam, args.limit, args.precision, args.stopping,
                            args.workers)
     print(json.dumps(result))
 

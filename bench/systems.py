@@ -106,12 +106,12 @@ class Regard(System):
         self.name = "regard-bf16" if bf16 else "regard"
 
     def _cmd(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bench.regard_run", *args, *(["--bf16"] if self.bf16 else [])]
+        return [sys.executable, "-m", "bench.regard_run", *args]
 
     def train(self, ctx: Context, work: Path, steps: int, deadline_s: float | None = None) -> Trained:
         out = work / "stdout.json"
         run = measure.run(self._cmd("train", "--prep", str(ctx.prep.folder), "--out", str(work / "model"),
-                                    "--steps", str(steps)),
+                                    "--steps", str(steps), "--precision", "bf16" if self.bf16 else "fp32"),
                           work / "train.log", REGARD_ENV, stdout=out, deadline_s=deadline_s, cwd=REPO)
         _check(run, f"{self.name} training", allow_interrupt=True)
         result = _last_json(out)
@@ -129,7 +129,8 @@ class Regard(System):
         stem = f"beam{beam}" + (f"-{precision}" if precision else "") + (f"-{stopping}" if stopping else "")
         out, hyps = work / f"{stem}.json", work / f"{stem}.hyp"
         cmd = self._cmd("translate", "--model", str(model), "--src", str(ctx.prep.original("test", "en")),
-                        "--out", str(hyps), "--beam", str(beam), *(["--precision", precision] if precision else []),
+                        "--out", str(hyps), "--beam", str(beam),
+                        "--precision", precision or ("bf16" if self.bf16 else "fp32"),
                         *(["--stopping", stopping] if stopping else []))
         if ctx.limit is not None:
             cmd += ["--limit", str(ctx.limit)]

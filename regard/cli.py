@@ -34,13 +34,18 @@ EXAMPLES = """examples:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from regard.config import load_config
+    from regard.config import load_config, validate
+    from regard.training.distributed import Ranks
     from regard.training.trainer import train
     cfg = load_config(args.config, args.set)
-    if args.out:
-        cfg.train.out_dir = args.out
-    out = train(cfg, resume=args.resume)
-    print(f"done: best model in {out / 'best'}", file=sys.stderr)
+    for key, value in (("out_dir", args.out), ("workers", args.workers), ("threads", args.threads or None),
+                       ("log_every", args.log_every)):
+        if value is not None:
+            setattr(cfg.train, key, value)
+    validate(cfg, "command line")
+    out = train(cfg, resume=args.resume, show_progress=not args.quiet)
+    if Ranks.from_env().is_main:
+        print(f"done: best model in {out / 'best'}", file=sys.stderr)
 
 
 def input_lines(path: str | None) -> Iterator[str]:
@@ -327,7 +332,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="regard", description="Neural machine translation with attention: train, translate, "
         "and see what the decoder looks at.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default: all cores)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default: all cores; "
+                        "for train: per process, as train.threads)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config")
@@ -336,6 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="override train.out_dir")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set train.threads=1 --set train.max_minutes=30")
+    p.add_argument("--workers", type=int, help="processes on this machine, each taking a share of every batch "
+                   "(train.workers; DistributedDataParallel). For several machines use torchrun (README)")
+    p.add_argument("--log-every", type=int, metavar="N", help="a plain progress line every N steps instead of "
+                   "the bar (train.log_every)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or lines; validation results only")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate text, one line out per line in")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from regard.device import check_device_name
 from regard.errors import RegardError
 
 RNNType = Literal["gru", "lstm"]
@@ -87,9 +87,12 @@ class TrainConfig:
 
     out_dir: str = "runs/model"
     seed: int = 1
-    threads: int = 0  # torch threads per process; 0 = the cores divided by workers
-    workers: int = 1  # processes sharing each batch (2 on a 2-core CPU: +20% fp32, +38% bf16 over 2 threads)
-    batch_tokens: int = 2000  # target tokens per batch (padding included)
+    device: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps
+    precision: Literal["fp32", "bf16", "fp16", "mixed"] = "fp32"  # autocast; mixed = bf16 where supported, else fp16
+    threads: int = 0  # torch threads per process; 0 = the cores divided by the processes on this machine
+    workers: int = 1  # processes on this machine, each taking a share of every batch (DDP); torchrun sets its own
+    grad_compression: Literal["none", "bf16", "fp16"] = "none"  # gradients sent between processes in this dtype
+    batch_tokens: int = 2000  # target tokens per batch (padding included), over all processes
     max_steps: int = 20000
     max_epochs: int = 100
     max_minutes: float = 0.0  # stop after this much training time; 0 = no limit
@@ -99,12 +102,13 @@ class TrainConfig:
     min_lr: float = 0.0
     clip_norm: float = 1.0
     label_smoothing: float = 0.1
-    bf16: bool = False  # bfloat16 autocast for matrix products (fp32 master weights)
-    kernel_cache: int = 16  # oneDNN kernels kept per process (bf16 memory); 0 = torch's default (1,024)
+    kernel_cache: int = 16  # CPU: oneDNN kernels kept per process (bf16 memory); 0 = torch's default (1,024)
     eval_every: int = 1000
+    save_every: int = 0  # also save last/ every this many steps (what a crash can lose); 0 = at evaluations only
     eval_beam: int = 1  # beam used for validation BLEU (1 = greedy, fastest)
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never
     log: Literal["csv", "tensorboard"] = "csv"
+    log_every: int = 0  # a progress line every this many steps; 0 = a bar on a terminal, else a line every 30 s
     keep_best_by: Literal["bleu", "loss"] = "bleu"
 
 
@@ -121,6 +125,18 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON/YAML serialisable)."""
         return dataclasses.asdict(self)
+
+
+def differing_keys(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> list[str]:
+    """``SECTION.KEY`` names whose values differ between two :meth:`Config.to_dict` trees."""
+    keys = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys += differing_keys(x, y, f"{prefix}{key}.")
+        elif x != y:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -164,10 +180,6 @@ def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     cfg = _build(Config, raw, prefix="", source=source)
     validate(cfg, source)
     return cfg
-
-
-def config_to_json(cfg: Config) -> str:
-    return json.dumps(cfg.to_dict(), indent=2)
 
 
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
@@ -217,7 +229,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         "model.encoder_layers": m.encoder_layers, "model.decoder_hidden": m.decoder_hidden,
         "model.decoder_layers": m.decoder_layers, "train.batch_tokens": t.batch_tokens,
         "train.max_steps": t.max_steps, "train.eval_every": t.eval_every, "search.beam": s.beam,
-        "train.workers": t.workers,
+        "train.workers": t.workers, "data.valid_max_sentences": cfg.data.valid_max_sentences,
         "tokenizer.src_vocab_size": cfg.tokenizer.src_vocab_size,
         "tokenizer.tgt_vocab_size": cfg.tokenizer.tgt_vocab_size, "data.max_len": cfg.data.max_len,
         "train.lr": t.lr, "search.max_ratio": s.max_ratio, "train.eval_beam": t.eval_beam,
@@ -225,16 +237,12 @@ def validate(cfg: Config, source: str = "config") -> None:
     for key, value in positive.items():
         if value <= 0:
             raise RegardError(f"{source}: '{key}' must be positive, got {value}")
-    if cfg.data.corpus:
-        from regard.data.corpora import get_corpus
-        try:
-            get_corpus(cfg.data.corpus)
-        except RegardError as err:
-            raise RegardError(f"{source}: 'data.corpus': {err}") from None
     if cfg.data.max_words < 0 or (cfg.data.max_ratio and cfg.data.max_ratio < 1):
         raise RegardError(f"{source}: 'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1")
-    if t.kernel_cache < 0:
-        raise RegardError(f"{source}: 'train.kernel_cache' must be >= 0, got {t.kernel_cache}")
+    for key in ("kernel_cache", "save_every", "log_every", "threads"):
+        if getattr(t, key) < 0:
+            raise RegardError(f"{source}: 'train.{key}' must be >= 0, got {getattr(t, key)}")
+    check_device_name(t.device, f"{source}: 'train.device'")
     if not 0.0 <= m.dropout < 1.0:
         raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.label_smoothing < 1.0:

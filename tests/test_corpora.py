@@ -17,7 +17,7 @@ from regard.data.corpora import (CORPORA, Corpus, CorpusFile, Download, TsvSplit
                                  group_key, grouped_split, split_files)
 from regard.data.text import iter_parallel, read_tsv
 from regard.errors import RegardError
-from regard.training.trainer import load_pairs
+from regard.data.prepare import data_files, load_pairs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # sha256 of the derived Tatoeba test split (seed 1, 2,000 pairs) of the project's copy: the split is part
@@ -194,7 +194,9 @@ def test_real_multi30k_fetch_verifies_checksums_and_feeds_training(tmp_path, mon
     monkeypatch.setenv("REGARD_CACHE", str(tmp_path))
     cfg = config_from_dict({"data": {"corpus": "multi30k"}})
     train_pairs, valid_pairs = load_pairs(cfg)
-    assert (cfg.data.train_src, cfg.data.valid_tgt) == (str(out / "train.en"), str(out / "val.fr"))
+    files = data_files(cfg.data)
+    assert (files.train_src, files.valid_tgt) == (str(out / "train.en"), str(out / "val.fr"))
+    assert cfg.data.train_src == ""  # the config is not changed: the paths are resolved where data is read
     assert len(train_pairs) == 28995 and len(valid_pairs) == 1014
     assert "kept 28995 of 29000 (dropped: 5 exact duplicate)" in capsys.readouterr().err
 
@@ -284,7 +286,7 @@ def test_training_data_is_cleaned_and_validation_data_read_strictly(tmp_path, ca
 
 def test_config_rejects_an_unknown_corpus_and_bad_cleaning_limits():
     with pytest.raises(RegardError, match="'data.corpus': unknown corpus 'wmt'; known: multi30k, tatoeba"):
-        config_from_dict({"data": {"corpus": "wmt"}})
+        load_pairs(config_from_dict({"data": {"corpus": "wmt"}}))
     for bad in ({"max_ratio": 0.5}, {"max_words": -1}):
         with pytest.raises(RegardError, match="'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1"):
             config_from_dict({"data": bad})

@@ -17,7 +17,8 @@ from regard.data.batching import Batch
 from regard.errors import RegardError
 from regard.checkpoint import load_model_dir, resolve_model_dir, save_model_dir
 from regard.files import replace_folder
-from regard.training.trainer import lr_at, spread, train
+from regard.data.prepare import spread
+from regard.training.trainer import lr_at, train
 from regard.translator import Translator
 from tests.conftest import random_batch, tiny_config
 

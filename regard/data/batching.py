@@ -45,6 +45,13 @@ class Batch:
         """Real (non-pad) target tokens."""
         return int((self.tgt_out != PAD).sum())
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device`` (itself when already there)."""
+        if self.src.device == device:
+            return self
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out))
+
 
 def pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id lists → ``(B, max_len)`` tensor and ``(B,)`` lengths."""

@@ -36,14 +36,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, TYPE_CHECKING, Callable, Iterable, Mapping
+from typing import IO, Callable, Iterable, Mapping
 
 from regard.data.text import iter_parallel, read_tsv
 from regard.errors import RegardError
 from regard.files import write_json
-
-if TYPE_CHECKING:
-    from regard.config import DataConfig
 
 Pair = tuple[str, str]
 MANIFEST = "corpus.json"
@@ -367,15 +364,6 @@ def split_files(name: str, split: str, cache_dir: str | Path | None = None) -> t
         raise RegardError(f"corpus '{name}' has no split '{split}'; it has: {', '.join(corpus.splits)}")
     src, tgt = corpus.splits[split]
     return folder / src, folder / tgt
-
-
-def fill_data_paths(data: DataConfig, cache_dir: str | Path | None = None) -> None:
-    """Point any unset ``data.train_*``/``data.valid_*`` path at ``data.corpus``'s cached files."""
-    for split in ("train", "valid"):
-        src, tgt = split_files(data.corpus, split, cache_dir)
-        for key, path in ((f"{split}_src", src), (f"{split}_tgt", tgt)):
-            if not getattr(data, key):
-                setattr(data, key, str(path))
 
 
 def read_pairs(path: str | Path, tgt_path: str | Path | None = None, columns: int = 2,

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import Callable, ContextManager
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -14,7 +11,7 @@ from regard.data.batching import Batch
 from regard.data.tokenizer import PAD
 from regard.model.decoder import Decoder
 from regard.model.encoder import Encoder, EncoderOutput
-from regard.model.loss import smoothed_cross_entropy
+from regard.model.loss import OutputLayerLoss
 
 
 class Seq2Seq(nn.Module):
@@ -54,37 +51,26 @@ class Seq2Seq(nn.Module):
         return F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
                                label_smoothing=label_smoothing)
 
-    def backward_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
-                      chunk_rows: int = 512,
-                      autocast: Callable[[], ContextManager] = nullcontext) -> float:
-        """Backward of ``scale`` × :meth:`loss`; returns that scaled loss.
+    def training_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
+                      chunk_rows: int = 512, grad_scale: float = 1.0) -> torch.Tensor:
+        """``scale`` × :meth:`loss`, for training: one ``backward()`` gives the same gradients.
 
-        Same gradient as ``(loss(batch) * scale).backward()``, but the output layer and
-        the loss run ``chunk_rows`` real target tokens at a time, each chunk's backward
-        straight after its forward. The (tokens, V) logits, log-probabilities and their
-        gradients then never exist whole, and each chunk's buffers are small enough for
-        the allocator to reuse rather than fetch fresh, zeroed pages from the kernel —
-        on CPU that page-faulting costs more than the softmax itself. The loss's gradient
-        is written out by hand (:mod:`regard.model.loss`). Padding rows are dropped
-        before the output layer. ``autocast`` wraps every forward computation.
+        The output layer and the loss run ``chunk_rows`` real target tokens at a time
+        inside one autograd node (:class:`~regard.model.loss.OutputLayerLoss`), with their
+        gradient written out by hand, and padding rows are dropped before the output layer.
+        The (tokens, V) logits, log-probabilities and their gradients then never exist
+        whole, and each chunk's buffers are small enough for the allocator to reuse rather
+        than fetch fresh, zeroed pages from the kernel — on CPU that page-faulting costs
+        more than the softmax itself. Runs under the caller's autocast, if any.
+        ``grad_scale``: see :class:`~regard.model.loss.OutputLayerLoss`.
         """
-        with autocast():
-            attentional, _ = self.decoder(batch.tgt_in, self.encode(batch.src, batch.src_lengths))
+        attentional, _ = self.decoder(batch.tgt_in, self.encode(batch.src, batch.src_lengths))
         targets = batch.tgt_out.flatten()
         real = targets != PAD
         states = attentional.flatten(0, 1)[real]  # (N, H), N real target tokens
-        targets = targets[real]
-        cut = states.detach().requires_grad_()
-        weight = scale / targets.numel()
-        total = 0.0
-        for rows, gold in zip(cut.split(chunk_rows), targets.split(chunk_rows)):
-            with autocast():
-                logits = self.decoder.logits(rows)  # (≤ chunk_rows, V)
-            loss = smoothed_cross_entropy(logits, gold, label_smoothing) * weight
-            loss.backward()
-            total += loss.item()
-        states.backward(cut.grad)
-        return total
+        out = self.decoder.output
+        return OutputLayerLoss.apply(states, out.weight, out.bias, targets[real], label_smoothing,
+                                     scale / max(1, int(real.sum())), chunk_rows, grad_scale)
 
     def count_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -2,7 +2,9 @@
 
 ``trainer.json`` holds where training stands (step, epoch, position in the epoch, best
 score, …) and the optimizer's hyper-parameters; ``trainer.safetensors`` the optimizer's
-moments. Nothing is pickled.
+moments. Nothing is pickled, and nothing depends on the device: the tensors are saved
+from and loaded to the CPU (the optimizer moves them to its parameters' device). No
+random state is kept: each step seeds its own (:func:`regard.training.trainer.train_step`).
 """
 
 from __future__ import annotations
@@ -20,17 +22,16 @@ from regard.files import write_json
 
 
 def save_trainer_state(folder: Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Optimizer moments + RNG as safetensors, scalars as JSON."""
+    """Optimizer moments as safetensors, scalars as JSON."""
     opt = optimizer.state_dict()
-    tensors = {f"opt.{i}.{name}": value.contiguous() for i, slots in opt["state"].items()
+    tensors = {f"opt.{i}.{name}": value.detach().cpu().contiguous() for i, slots in opt["state"].items()
                for name, value in slots.items()}
-    tensors["rng.torch"] = torch.get_rng_state()
     save_file(tensors, str(folder / "trainer.safetensors"))
     write_json(folder / "trainer.json", {**state, "param_groups": opt["param_groups"]})
 
 
 def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore optimizer and RNG from ``folder``; return the JSON training state."""
+    """Restore the optimizer from ``folder``; return the JSON training state."""
     state = read_json(folder / "trainer.json")
     try:
         tensors = load_file(str(folder / "trainer.safetensors"))
@@ -42,5 +43,4 @@ def load_trainer_state(folder: Path, optimizer: torch.optim.Optimizer) -> dict[s
             _, index, name = key.split(".", 2)
             slots.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": slots, "param_groups": state.pop("param_groups")})
-    torch.set_rng_state(tensors["rng.torch"])
     return state

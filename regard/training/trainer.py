@@ -1,8 +1,10 @@
-"""The training loop: one readable function, :func:`train`, plus small helpers.
+"""The training loop: :func:`train`, one readable loop, plus small helpers.
 
-Teacher forcing on token-budget batches, Adam, gradient clipping, a
-learning-rate schedule, validation loss and BLEU every ``eval_every`` steps,
-``best/`` and ``last/`` checkpoints, early stopping, and exact resumption.
+Teacher forcing on token-budget batches, Adam, gradient clipping, a learning-rate
+schedule, validation loss and BLEU every ``eval_every`` steps, ``best/`` and ``last/``
+checkpoints, early stopping, and exact resumption, on any device, in one process or
+several (:mod:`regard.training.distributed`: every rank runs this same loop on its share
+of each batch; rank 0 validates, saves and reports).
 """
 
 from __future__ import annotations
@@ -16,32 +18,36 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence, TypeVar
+from typing import Callable, Iterator
 
 import sacrebleu
 import torch
-from tqdm import tqdm
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from regard.config import Config
-from regard.data.batching import Example, batch_indices, collate
-from regard.data.cleaning import clean_pairs, format_report
-from regard.data.corpora import fill_data_paths
-from regard.data.text import iter_parallel, read_parallel
+from regard.checkpoint import load_model_dir, read_json, save_model_dir
+from regard.config import Config, differing_keys
+from regard.data.batching import Batch, Example, batch_indices, collate
+from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, load_pairs, spread
 from regard.data.tokenizer import Tokenizer
+from regard.device import resolve_device
 from regard.errors import Interrupted, RegardError
+from regard.files import recover_folder, replace_folder
 from regard.model.seq2seq import Seq2Seq
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
-from regard.checkpoint import load_model_dir, save_model_dir
-from regard.files import replace_folder
-from regard.training.state import load_trainer_state, save_trainer_state
+from regard.training import distributed as dist
 from regard.training.logger import ScalarLog
-from regard.training.parallel import Workers, scaled_backward
+from regard.training.precision import Autocast, autocast_for
+from regard.training.progress import Reporter
+from regard.training.state import load_trainer_state, save_trainer_state
 from regard.translator import Translator
 
-T = TypeVar("T")
-
-Pairs = list[tuple[str, str]]
-TIMED_BAR = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]"  # no steps ETA when a time limit rules
+Tokenizers = tuple[Tokenizer, Tokenizer]
+OnStep = Callable[[int, int], None]  # (step, target tokens of the step's global batch), on rank 0
+# Keys a resumed run may change: when and how to stop, report and run, not what is learnt.
+RESUMABLE = {f"train.{k}" for k in ("out_dir", "device", "threads", "workers", "max_steps", "max_epochs",
+                                    "max_minutes", "eval_every", "save_every", "eval_beam", "patience", "log",
+                                    "log_every", "kernel_cache")} | {"data.valid_max_sentences"}
 
 
 @dataclass
@@ -70,53 +76,14 @@ def lr_at(step: int, cfg: Config) -> float:
     return t.lr
 
 
-def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
-    """Train one SentencePiece model per language on the training pairs."""
-    tc = cfg.tokenizer
-    make = lambda texts, size: Tokenizer.train(  # noqa: E731
-        texts, size, tc.type, tc.character_coverage, tc.max_training_sentences)
-    return make((s for s, _ in pairs), tc.src_vocab_size), make((t for _, t in pairs), tc.tgt_vocab_size)
-
-
-def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:
-    """Subword-encode pairs, dropping those longer than ``max_len`` on either side."""
-    src = src_tok.encode_batch([s for s, _ in pairs])
-    tgt = tgt_tok.encode_batch([t for _, t in pairs])
-    return [Example(s, t) for s, t in zip(src, tgt) if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
-
-
-def load_pairs(cfg: Config) -> tuple[Pairs, Pairs]:
-    """Cleaned training pairs (the cleaning report goes to stderr) and the validation pairs."""
-    d = cfg.data
-    if d.corpus:
-        fill_data_paths(d)
-    for key in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
-        if not getattr(d, key):
-            raise RegardError(f"config: 'data.{key}' is not set")
-    train_pairs, report = clean_pairs(iter_parallel(d.train_src, d.train_tgt, allow_empty=True),
-                                      d.max_words, d.max_ratio, d.dedupe)
-    print(format_report(report, d.train_src), file=sys.stderr)
-    if not train_pairs:
-        raise RegardError(f"{d.train_src}: no training pairs left after cleaning")
-    return train_pairs, read_parallel(d.valid_src, d.valid_tgt)
-
-
-def spread(items: Sequence[T], n: int) -> list[T]:
-    """At most ``n`` items, evenly spaced through ``items``: a sample of a file sorted by length
-    (Tatoeba's is) covers every length, where its first ``n`` lines would be the shortest."""
-    if n >= len(items):
-        return list(items)
-    return [items[i * len(items) // n] for i in range(n)]
-
-
 @torch.no_grad()
 def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
-             valid: Pairs, valid_examples: list[Example]) -> tuple[float, float]:
+             valid: Pairs, valid_examples: list[Example], device: torch.device) -> tuple[float, float]:
     """Validation loss per token (no smoothing) and cased sacreBLEU."""
     model.eval()
     total, tokens = 0.0, 0
     for idx in batch_indices(valid_examples, cfg.train.batch_tokens, seed=0, epoch=0):
-        batch = collate([valid_examples[i] for i in idx])
+        batch = collate([valid_examples[i] for i in idx]).to(device)
         total += float(model.loss(batch)) * batch.n_tokens
         tokens += batch.n_tokens
     subset = spread(valid, cfg.data.valid_max_sentences)
@@ -124,16 +91,6 @@ def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer
     bleu = sacrebleu.corpus_bleu([h.text for h in hyps], [[t for _, t in subset]]).score
     model.train()
     return total / max(tokens, 1), bleu
-
-
-def save_checkpoint(out: Path, name: str, model: Seq2Seq, cfg: Config, toks: tuple[Tokenizer, Tokenizer],
-                    optimizer: torch.optim.Optimizer | None = None, progress: Progress | None = None) -> None:
-    """Write ``out/name`` atomically (with trainer state when given)."""
-    def fill(folder: Path) -> None:
-        save_model_dir(folder, model, cfg, *toks)
-        if optimizer is not None and progress is not None:
-            save_trainer_state(folder, optimizer, dict(progress.__dict__))
-    replace_folder(out / name, fill)
 
 
 @contextmanager
@@ -156,57 +113,28 @@ def is_better(score: float, best: float | None, by: str) -> bool:
     return best is None or (score > best if by == "bleu" else score < best)
 
 
-def prepare(cfg: Config, out: Path, resume: bool, data: tuple[Pairs, Pairs] | None):
-    """Data, tokenizers, model and optimizer, fresh or from ``out/last``."""
-    if (out / "last").exists() and not resume:
-        raise RegardError(f"{out} already holds a training run: use --resume to continue it, "
-                          "or choose another train.out_dir")
-    if resume and not (out / "last" / "trainer.json").is_file():
-        raise RegardError(f"nothing to resume: {out / 'last'} has no training state")
-    train_pairs, valid_pairs = data or load_pairs(cfg)
-    if resume:
-        model, saved, src_tok, tgt_tok = load_model_dir(out / "last")
-        if saved.model != cfg.model or saved.tokenizer != cfg.tokenizer:
-            raise RegardError("the config's model/tokenizer sections differ from the run being resumed")
-        model.train()
-    else:
-        src_tok, tgt_tok = build_tokenizers(cfg, train_pairs)
-        torch.manual_seed(cfg.train.seed)
-        model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=True)  # one pass, not ten
-    progress = Progress(**load_trainer_state(out / "last", optimizer)) if resume else Progress()
-    examples = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.data.max_len)
-    valid_examples = encode_pairs(valid_pairs, src_tok, tgt_tok, 10**9)
-    if not examples:
-        raise RegardError("no training pairs left after length filtering (data.max_len)")
-    return model, optimizer, progress, (src_tok, tgt_tok), examples, valid_pairs, valid_examples
+class LossOf(nn.Module):
+    """The model's training loss as a module's forward, the call DDP wraps."""
+
+    def __init__(self, model: Seq2Seq, label_smoothing: float):
+        super().__init__()
+        self.model, self.label_smoothing = model, label_smoothing
+
+    def forward(self, batch: Batch, scale: float, grad_scale: float) -> torch.Tensor:
+        return self.model.training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
 
 
-def epoch_batches(examples: list[Example], cfg: Config, progress: Progress) -> Iterator[list[int]]:
-    """Batches from where ``progress`` stands to the end of the last epoch, advancing it."""
-    while progress.epoch < cfg.train.max_epochs:
-        batches = batch_indices(examples, cfg.train.batch_tokens, cfg.train.seed, progress.epoch)
-        while progress.batch_in_epoch < len(batches):
-            progress.batch_in_epoch += 1
-            yield batches[progress.batch_in_epoch - 1]
-        progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
-
-
-def train_step(model: Seq2Seq, optimizer: torch.optim.Optimizer, batch, lr: float, cfg: Config,
-               workers: Workers | None = None) -> float:
-    """One update on one batch; returns the (smoothed-label) loss. With ``workers``,
-    ``batch`` is the main process's share and the workers' gradients are added to its own."""
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    optimizer.zero_grad(set_to_none=True)
-    share = 1.0 if workers is None else batch.n_tokens / workers.total_tokens
-    loss = scaled_backward(model, batch, cfg, share)
-    if workers is not None:
-        loss += workers.collect(model)
-    if cfg.train.clip_norm > 0:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
-    optimizer.step()
-    return loss
+def wrap(model: Seq2Seq, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
+    """The module a step calls: the loss alone, or under DDP when there are several ranks."""
+    net = LossOf(model, cfg.train.label_smoothing)
+    if ranks.world == 1:
+        return net
+    ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                  gradient_as_bucket_view=True)
+    if cfg.train.grad_compression != "none":
+        from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
+        ddp.register_comm_hook(None, getattr(default_hooks, f"{cfg.train.grad_compression}_compress_hook"))
+    return ddp
 
 
 @dataclass
@@ -215,99 +143,250 @@ class Run:
 
     cfg: Config
     out: Path
+    ranks: dist.Ranks
+    device: torch.device
+    autocast: Autocast
     model: Seq2Seq
+    net: nn.Module
     optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler | None
     progress: Progress
-    toks: tuple[Tokenizer, Tokenizer]
+    toks: Tokenizers
+    examples: list[Example]
     valid: Pairs
     valid_examples: list[Example]
 
     def save(self, name: str, with_state: bool = True) -> None:
-        save_checkpoint(self.out, name, self.model, self.cfg, self.toks,
-                        self.optimizer if with_state else None, self.progress)
+        """Write ``out/name`` atomically (with the trainer state for ``last``), on rank 0 only."""
+        if not self.ranks.is_main:
+            return
 
-    def validate(self, log: ScalarLog, bar: tqdm, **scalars: float) -> bool:
-        """Evaluate, log, save ``best``/``last``; True when early stopping says stop."""
+        def fill(folder: Path) -> None:
+            save_model_dir(folder, self.model, self.cfg, *self.toks)
+            if with_state:
+                scaler = self.scaler.state_dict() if self.scaler else None
+                save_trainer_state(folder, self.optimizer, {**self.progress.__dict__, "scaler": scaler})
+        replace_folder(self.out / name, fill)
+
+    def validate(self, log: ScalarLog, report: Reporter, **scalars: float) -> bool:
+        """Evaluate, log, save ``best``/``last`` (rank 0); True, on every rank, when early stopping says stop."""
         t, p = self.cfg.train, self.progress
-        v_loss, v_bleu = evaluate(self.model, self.cfg, *self.toks, self.valid, self.valid_examples)
-        log.write(step=p.step, epoch=p.epoch, **scalars, valid_loss=v_loss, valid_bleu=v_bleu,
-                  elapsed_s=p.elapsed)
-        bar.write(f"step {p.step}: valid loss {v_loss:.3f}, BLEU {v_bleu:.2f}")
-        score = v_bleu if t.keep_best_by == "bleu" else v_loss
-        if is_better(score, p.best_score, t.keep_best_by):
-            p.best_score, p.bad_evals = score, 0
-            self.save("best", with_state=False)
-        else:
-            p.bad_evals += 1
-        self.save("last")
-        return t.patience > 0 and p.bad_evals >= t.patience
+        stop = 0.0
+        if self.ranks.is_main:
+            v_loss, v_bleu = evaluate(self.model, self.cfg, *self.toks, self.valid, self.valid_examples, self.device)
+            log.write(step=p.step, epoch=p.epoch, **scalars, valid_loss=v_loss, valid_bleu=v_bleu,
+                      elapsed_s=p.elapsed)
+            report.write(f"step {p.step}: valid loss {v_loss:.3f}, BLEU {v_bleu:.2f}")
+            score = v_bleu if t.keep_best_by == "bleu" else v_loss
+            if is_better(score, p.best_score, t.keep_best_by):
+                p.best_score, p.bad_evals = score, 0
+                self.save("best", with_state=False)
+            else:
+                p.bad_evals += 1
+            self.save("last")
+            stop = float(t.patience > 0 and p.bad_evals >= t.patience)
+        return dist.agree([stop], self.device)[0] > 0
 
 
 def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = None,
-          show_progress: bool = True) -> Path:
+          show_progress: bool = True, on_step: OnStep | None = None,
+          tokenizers: Callable[[Config, Pairs], Tokenizers] = build_tokenizers) -> Path:
     """Train (or resume) the model described by ``cfg``; return the run folder.
 
-    ``data`` passes (train, valid) pairs in memory instead of reading
-    ``cfg.data`` files. Raises :class:`Interrupted` after saving on Ctrl-C/SIGTERM.
+    ``data`` passes (train, valid) pairs in memory instead of reading ``cfg.data`` files.
+    ``train.workers`` > 1 starts that many processes on this machine (this one is rank 0);
+    under torchrun, every process calls this. ``on_step`` is called on rank 0 after every
+    step; ``tokenizers`` builds the subword models of a new run. Raises
+    :class:`Interrupted` after saving on Ctrl-C/SIGTERM.
     """
-    t, out = cfg.train, Path(cfg.train.out_dir)
-    bound_kernel_caches(t.kernel_cache)
-    reuse_freed_memory()
-    threads = t.threads or max(1, (os.cpu_count() or 1) // t.workers)
-    torch.set_num_threads(threads)
-    model, optimizer, progress, toks, examples, valid, valid_examples = prepare(cfg, out, resume, data)
-    run = Run(cfg, out, model, optimizer, progress, toks, valid, valid_examples)
-    if progress.step >= t.max_steps:
-        return out
-    workers = Workers(model, cfg, examples, t.workers, threads) if t.workers > 1 else None
+    if cfg.train.workers > 1 and not dist.launched():
+        with dist.LocalRanks(cfg.train.workers, train_rank, (cfg, None, resume, data, False)) as ranks:
+            return train_rank(cfg, ranks, resume, data, show_progress, on_step, tokenizers)
+    return train_rank(cfg, dist.Ranks.from_env(), resume, data, show_progress, on_step, tokenizers)
+
+
+def train_rank(cfg: Config, ranks: dist.Ranks | None, resume: bool, data: tuple[Pairs, Pairs] | None,
+               show_progress: bool, on_step: OnStep | None = None,
+               tokenizers: Callable[[Config, Pairs], Tokenizers] = build_tokenizers) -> Path:
+    """One rank's part of :func:`train` (``ranks`` None: from the environment)."""
+    ranks = ranks or dist.Ranks.from_env()
+    device = setup_process(cfg, ranks)
+    dist.init_process_group(ranks, device)
     try:
-        return loop(run, examples, workers, show_progress)
+        run = prepare(cfg, ranks, device, resume, data, tokenizers)
+        if run.progress.step >= cfg.train.max_steps:
+            return run.out
+        return loop(run, show_progress and ranks.is_main, on_step)
+    except torch.distributed.DistError as err:  # a rank has gone: say so in a line, not a C++ traceback
+        raise RegardError(f"rank {ranks.rank} lost the other training processes: "
+                          f"{str(err).splitlines()[0]}") from None
+    except RegardError as err:
+        raise RegardError(f"[rank {ranks.rank}] {err}" if ranks.rank else str(err)) from None
     finally:
-        if workers is not None:
-            workers.close()
+        dist.close_process_group()
 
 
-def loop(run: Run, examples: list[Example], workers: Workers | None, show_progress: bool) -> Path:
-    """The training loop proper, from where ``run.progress`` stands."""
-    cfg, model, optimizer, progress, out = run.cfg, run.model, run.optimizer, run.progress, run.out
+def setup_process(cfg: Config, ranks: dist.Ranks) -> torch.device:
+    """The device of this rank, its thread count, and the CPU-only tuning."""
     t = cfg.train
-    out.mkdir(parents=True, exist_ok=True)
-    log = ScalarLog(out, t.log)
-    timed = t.max_minutes > 0  # the time limit usually ends such runs: show the time left, not a steps ETA
-    bar = tqdm(total=t.max_steps, initial=progress.step, disable=not show_progress, unit="step", mininterval=1.0,
-               dynamic_ncols=True, bar_format=TIMED_BAR if timed else None)
+    device = resolve_device(t.device, "train.device")
+    if device.type == "cuda" and ranks.local_world > 1:
+        device = torch.device("cuda", ranks.local_rank)  # one GPU per process on a machine
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if device.type == "cpu":
+        bound_kernel_caches(t.kernel_cache)
+        reuse_freed_memory()
+    torch.set_num_threads(t.threads or max(1, (os.cpu_count() or 1) // ranks.local_world))
+    return device
+
+
+def check_resumable(cfg: Config, folder: Path) -> None:
+    """A resumed run must learn the same thing: an error naming every key that differs."""
+    saved = read_json(folder / "config.json").get("config", {})
+    changed = [k for k in differing_keys(saved, cfg.to_dict()) if k not in RESUMABLE]
+    if changed:
+        raise RegardError(f"the config differs from the run being resumed ({folder}) in: {', '.join(changed)}; "
+                          "train into another train.out_dir, or undo those changes")
+
+
+def start_state(cfg: Config, out: Path, resume: bool) -> bool:
+    """Whether to resume: asked for, or a job that torchrun restarted after a failure."""
+    last = out / "last"
+    resume = resume or (dist.restarted() and (last / "trainer.json").is_file())
+    if last.exists() and not resume:
+        raise RegardError(f"{out} already holds a training run: use --resume to continue it, "
+                          "or choose another train.out_dir")
+    if resume and not (last / "trainer.json").is_file():
+        raise RegardError(f"nothing to resume: {last} has no training state")
+    if resume:
+        check_resumable(cfg, last)
+        if dist.restarted() and dist.Ranks.from_env().is_main:
+            print(f"torchrun restarted this job: resuming from {last}", file=sys.stderr, flush=True)
+    return resume
+
+
+def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
+            data: tuple[Pairs, Pairs] | None, tokenizers: Callable[[Config, Pairs], Tokenizers]) -> Run:
+    """Data, tokenizers, model and optimizer, fresh or from ``out/last``."""
+    out = Path(cfg.train.out_dir)
+    recover_folder(out / "last")
+    resume = start_state(cfg, out, resume)
+    train_pairs, valid_pairs = data or load_pairs(cfg, report=ranks.is_main)
+    if resume:
+        model, _, src_tok, tgt_tok = load_model_dir(out / "last")
+    else:
+        protos = [t.proto for t in tokenizers(cfg, train_pairs)] if ranks.is_main else None
+        src_tok, tgt_tok = (Tokenizer(p) for p in dist.from_main(protos))
+        torch.manual_seed(cfg.train.seed)
+        model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=device.type in ("cpu", "cuda"))
+    autocast = autocast_for(cfg.train.precision, device)
+    scaler = autocast.scaler()
+    progress = Progress()
+    if resume:
+        state = load_trainer_state(out / "last", optimizer)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        progress = Progress(**{k: v for k, v in state.items() if k in Progress.__dataclass_fields__})
+    examples = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.data.max_len)
+    valid_examples = encode_pairs(valid_pairs, src_tok, tgt_tok, 10**9) if ranks.is_main else []
+    if not examples:
+        raise RegardError("no training pairs left after length filtering (data.max_len)")
+    return Run(cfg, out, ranks, device, autocast, model, wrap(model, cfg, ranks, device), optimizer, scaler,
+               progress, (src_tok, tgt_tok), examples, valid_pairs, valid_examples)
+
+
+def epoch_batches(examples: list[Example], cfg: Config, progress: Progress) -> Iterator[list[int]]:
+    """Global batches from where ``progress`` stands to the end of the last epoch, advancing it."""
+    while progress.epoch < cfg.train.max_epochs:
+        batches = batch_indices(examples, cfg.train.batch_tokens, cfg.train.seed, progress.epoch)
+        while progress.batch_in_epoch < len(batches):
+            progress.batch_in_epoch += 1
+            yield batches[progress.batch_in_epoch - 1]
+        progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
+
+
+def rank_share(idx: list[int], examples: list[Example], ranks: dist.Ranks) -> tuple[list[int], float, int]:
+    """This rank's sentences of global batch ``idx``, the weight of its mean loss, and the
+    batch's target tokens. Weights make DDP's average of the ranks' gradients the gradient of
+    the whole batch's mean loss; a rank with no sentence computes one with weight 0."""
+    total = sum(len(examples[i].tgt) + 1 for i in idx)
+    share = idx[ranks.rank::ranks.world]
+    if not share:
+        return idx[:1], 0.0, total
+    return share, ranks.world * sum(len(examples[i].tgt) + 1 for i in share) / total, total
+
+
+def train_step(run: Run, idx: list[int], step: int) -> tuple[float, int]:
+    """One update on global batch ``idx``; returns this rank's part of the (smoothed) loss
+    and the batch's target tokens."""
+    share, weight, total = rank_share(idx, run.examples, run.ranks)
+    batch = collate([run.examples[i] for i in share]).to(run.device)
+    torch.manual_seed(run.cfg.train.seed * 1_000_003 + step * 64 + run.ranks.rank)  # dropout, any world size
+    for group in run.optimizer.param_groups:
+        group["lr"] = lr_at(step, run.cfg)
+    run.optimizer.zero_grad(set_to_none=True)
+    grad_scale = run.scaler.get_scale() if run.scaler else 1.0
+    with run.autocast():
+        loss = run.net(batch, weight, grad_scale)
+    (run.scaler.scale(loss) if run.scaler else loss).backward()
+    if run.scaler:
+        run.scaler.unscale_(run.optimizer)
+    if run.cfg.train.clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.clip_norm)
+    if run.scaler:
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+    else:
+        run.optimizer.step()
+    return loss.detach().item() / run.ranks.world, total
+
+
+def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
+    """The training loop proper, from where ``run.progress`` stands (every rank runs it)."""
+    cfg, progress, out, t = run.cfg, run.progress, run.out, run.cfg.train
+    main = run.ranks.is_main
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    log = ScalarLog(out, t.log) if main else None
+    report = Reporter(t.max_steps, progress.step, t.max_minutes, Reporter.choose(show_progress, t.log_every)
+                      if main else "quiet", t.log_every)
     start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
-    model.train()
     with stop_requests() as stop:
-        for idx in epoch_batches(examples, cfg, progress):
+        for idx in epoch_batches(run.examples, cfg, progress):
             tic = time.perf_counter()
-            mine = workers.dispatch(idx, examples, progress.step + 1) if workers else idx
-            batch = collate([examples[i] for i in mine])
-            lr = lr_at(progress.step + 1, cfg)
-            loss = train_step(model, optimizer, batch, lr, cfg, workers)
+            loss, n_tokens = train_step(run, idx, progress.step + 1)
             progress.step += 1
             progress.elapsed = time.time() - start
-            n_tokens = workers.total_tokens if workers else batch.n_tokens
+            time_up = main and 0 < t.max_minutes * 60 <= progress.elapsed
+            loss, stopping, time_up = dist.agree([loss, float(stop[0]), float(time_up)], run.device)
             tokens, busy = tokens + n_tokens, busy + time.perf_counter() - tic
             avg = progress.train_loss
             progress.train_loss = loss if avg is None else 0.95 * avg + 0.05 * loss
-            bar.update(1)
-            left = {"time_left": f"{max(0.0, t.max_minutes - progress.elapsed / 60):.1f}min"} if timed else {}
-            bar.set_postfix(loss=f"{progress.train_loss:.3f}", tok_s=f"{tokens / busy:.0f}", epoch=progress.epoch,
-                            **left)
-            done = progress.step >= t.max_steps or 0 < t.max_minutes * 60 <= progress.elapsed
+            report.update(progress.step, progress.train_loss, tokens / busy, progress.epoch, progress.elapsed)
+            if on_step is not None and main:
+                on_step(progress.step, n_tokens)
+            done = progress.step >= t.max_steps or time_up > 0
             if done or progress.step % t.eval_every == 0:
-                done = run.validate(log, bar, lr=lr, train_loss=progress.train_loss, tok_s=tokens / busy) or done
+                done = run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss,
+                                    tok_s=tokens / busy) or done
                 tokens, busy = 0, 1e-9
-            if stop[0] and not done:
+            elif t.save_every and progress.step % t.save_every == 0:
                 run.save("last")
-                bar.close()
+            if stopping > 0 and not done:
+                run.save("last")
+                report.close()
                 raise Interrupted(f"stopped at step {progress.step}; saved {out / 'last'} "
                                   "(continue with --resume)")
             if done:
                 break
-        else:  # every epoch used up
-            run.validate(log, bar, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss, tok_s=tokens / busy)
-    bar.close()
-    log.close()
+        else:  # every epoch used up (and the last step not just validated)
+            if progress.step % t.eval_every:
+                run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss,
+                             tok_s=tokens / busy)
+    report.close()
+    if log is not None:
+        log.close()
     return out

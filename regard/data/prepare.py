@@ -1,0 +1,86 @@
+"""From a config's ``data`` section to training examples: files, cleaning, subwords.
+
+:func:`data_files` says which files a config means (its own paths, or a fetched
+corpus's), :func:`load_pairs` reads and cleans them, :func:`build_tokenizers`
+trains the SentencePiece models and :func:`encode_pairs` turns pairs into
+:class:`~regard.data.batching.Example` s. The trainer and the benchmarks share them.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Sequence, TypeVar
+
+from regard.config import Config, DataConfig
+from regard.data.batching import Example
+from regard.data.cleaning import clean_pairs, format_report
+from regard.data.corpora import split_files
+from regard.data.text import iter_parallel, read_parallel
+from regard.data.tokenizer import Tokenizer
+from regard.errors import RegardError
+
+T = TypeVar("T")
+Pairs = list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class DataFiles:
+    """The four files training reads."""
+
+    train_src: str
+    train_tgt: str
+    valid_src: str
+    valid_tgt: str
+
+
+def data_files(d: DataConfig) -> DataFiles:
+    """The config's paths; those left empty come from ``data.corpus``'s fetched files."""
+    paths = {key: getattr(d, key) for key in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
+    if d.corpus and not all(paths.values()):
+        for split in ("train", "valid"):
+            try:
+                src, tgt = split_files(d.corpus, split)
+            except RegardError as err:
+                raise RegardError(f"config: 'data.corpus': {err}") from None
+            paths[f"{split}_src"] = paths[f"{split}_src"] or str(src)
+            paths[f"{split}_tgt"] = paths[f"{split}_tgt"] or str(tgt)
+    for key, value in paths.items():
+        if not value:
+            raise RegardError(f"config: 'data.{key}' is not set (nor 'data.corpus')")
+    return DataFiles(**paths)
+
+
+def load_pairs(cfg: Config, report: bool = True) -> tuple[Pairs, Pairs]:
+    """Cleaned training pairs (the cleaning report goes to stderr) and the validation pairs."""
+    d, files = cfg.data, data_files(cfg.data)
+    train_pairs, cleaning = clean_pairs(iter_parallel(files.train_src, files.train_tgt, allow_empty=True),
+                                      d.max_words, d.max_ratio, d.dedupe)
+    if report:
+        print(format_report(cleaning, files.train_src), file=sys.stderr)
+    if not train_pairs:
+        raise RegardError(f"{files.train_src}: no training pairs left after cleaning")
+    return train_pairs, read_parallel(files.valid_src, files.valid_tgt)
+
+
+def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
+    """Train one SentencePiece model per language on the training pairs."""
+    tc = cfg.tokenizer
+    make = lambda texts, size: Tokenizer.train(  # noqa: E731
+        texts, size, tc.type, tc.character_coverage, tc.max_training_sentences)
+    return make((s for s, _ in pairs), tc.src_vocab_size), make((t for _, t in pairs), tc.tgt_vocab_size)
+
+
+def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:
+    """Subword-encode pairs, dropping those longer than ``max_len`` on either side."""
+    src = src_tok.encode_batch([s for s, _ in pairs])
+    tgt = tgt_tok.encode_batch([t for _, t in pairs])
+    return [Example(s, t) for s, t in zip(src, tgt) if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
+
+
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """At most ``n`` items, evenly spaced through ``items``: a sample of a file sorted by length
+    (Tatoeba's is) covers every length, where its first ``n`` lines would be the shortest."""
+    if n >= len(items):
+        return list(items)
+    return [items[i * len(items) // n] for i in range(n)]
