@@ -2,7 +2,7 @@
 
 ``trainer.json`` holds where training stands (step, epoch, position in the epoch, best
 score, …) and the optimizer's hyper-parameters; ``trainer.safetensors`` the optimizer's
-moments. Nothing is pickled.
+moments and torch's random number generator state. Nothing is pickled.
 """
 
 from __future__ import annotations
