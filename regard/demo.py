@@ -67,7 +67,8 @@ def prepare_out_dir(out: Path) -> None:
 
 def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, seed: int = 1,
              show_progress: bool = True, max_minutes: float = 3.0) -> dict:
-    """Train both models, write ``model/``, ``attention.png``, ``demo.json``; return the summary.
+    """Train both models, write ``model/``, ``attention.png``, ``demo.json``, ``accuracy.png``;
+    return the summary.
 
     Each model trains for its number of steps or ``max_minutes``, whichever comes first (0: no limit).
     """

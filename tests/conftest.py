@@ -20,7 +20,7 @@ torch.set_num_threads(2)
 
 
 def tiny_config(out: Path, attention: str = "general", steps: int = 60, **model) -> Config:
-    """A few-thousand-parameter model that trains in seconds."""
+    """A model of about 40,000 parameters (on the grammar data) that trains in seconds."""
     return Config(
         tokenizer=TokenizerConfig(src_vocab_size=120, tgt_vocab_size=120),
         model=ModelConfig(**{"embedding_size": 16, "encoder_hidden": 24, "decoder_hidden": 48,

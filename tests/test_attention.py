@@ -73,6 +73,12 @@ def test_concat_scorer_is_bahdanau_mlp():
     check(attention, lambda h, hs: float(v @ torch.tanh(W @ torch.cat([h, hs]) + bq)))
 
 
+def test_concat_hidden_layer_has_the_decoder_state_size():
+    attention = ConcatAttention(query_size=5, memory_size=7)
+    assert attention.W_q.weight.shape == (5, 5) and attention.W_k.weight.shape == (5, 7)
+    assert attention.v.weight.shape == (1, 5)
+
+
 def test_none_gives_the_final_state_and_no_weights():
     query, memory, mask = inputs()
     final = torch.randn(B, D)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from regard.cli import main
+from regard.data import corpora
 from regard.config import config_from_dict
 from regard.data.cleaning import clean_pairs, format_report
 from regard.data.corpora import (CORPORA, Corpus, CorpusFile, Download, TsvSplit, corpus_dir, fetch,
@@ -312,13 +313,44 @@ def test_cli_errors_are_one_clean_line(capsys, tmp_path, argv, message):
     assert err.startswith("regard: error: ") and message in err and err.count("\n") == 1
 
 
-def test_cli_fetch_split_and_clean(capsys, tmp_path):
-    write(tmp_path / "src" / "pairs.tsv", "".join(f"{en}\t{fr}\n" for en, fr in tatoeba_like()))
+def test_cli_fetch_copies_verifies_and_keeps_the_cache_on_a_mismatch(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpora, "CORPORA", {**CORPORA, "toy": toy_corpus()})
+    src, cache = tmp_path / "src", tmp_path / "cache"
+    write(src / "train.en", EN)
+    write(src / "train.fr", FR)
+    code, out, err = run_cli(capsys, "data", "fetch", "toy", "--from", str(src), "--cache", str(cache))
+    assert code == 0
+    assert err == f"copying {src / 'train.en'}\ncopying {src / 'train.fr'}\n"
+    assert out.startswith(f"toy is in {cache / 'toy'}\n  train: train.en / train.fr\n")
+    assert sorted(p.name for p in cache.iterdir()) == ["toy"]
+    fetched = {p.name: p.read_bytes() for p in (cache / "toy").iterdir()}
+    assert sorted(fetched) == ["corpus.json", "train.en", "train.fr"]
+    assert (fetched["train.en"], fetched["train.fr"]) == (EN.encode(), FR.encode())
+    manifest = json.loads(fetched["corpus.json"])
+    assert manifest["files"] == {"train.en": sha(EN.encode()), "train.fr": sha(FR.encode())}
+    assert manifest["origin"] == str(src.resolve())
+
+    write(src / "train.fr", FR + "tampered\n")
+    code, out, err = run_cli(capsys, "data", "fetch", "toy", "--from", str(src), "--cache", str(cache))
+    assert code == 2 and out == ""
+    assert f"checksum mismatch for {src / 'train.fr'}: expected sha256 {sha(FR.encode())}" in err
+    assert sorted(p.name for p in cache.iterdir()) == ["toy"]  # no temporary folder left
+    assert {p.name: p.read_bytes() for p in (cache / "toy").iterdir()} == fetched  # the good copy, untouched
+
+
+def test_cli_split_and_clean(capsys, tmp_path):
+    pairs = tatoeba_like()
+    write(tmp_path / "src" / "pairs.tsv", "".join(f"{en}\t{fr}\n" for en, fr in pairs))
     code, out, _ = run_cli(capsys, "data", "split", "--tsv", str(tmp_path / "src/pairs.tsv"), "--out",
                            str(tmp_path / "split"), "--valid", "30", "--test", "30", "--seed", "2")
-    assert code == 0 and "train" in out
-    assert len((tmp_path / "split" / "test.en").read_text().splitlines()) >= 30
+    split = grouped_split(pairs, valid=30, test=30, seed=2)
+    sizes = ", ".join(f"{name} {len(part)}" for name, part in split.items())
+    assert code == 0 and out == f"wrote {tmp_path / 'split'}/{{train,valid,test}}.{{en,fr}}: {sizes} pairs (seed 2)\n"
+    for name, part in split.items():
+        assert list(iter_parallel(tmp_path / "split" / f"{name}.en", tmp_path / "split" / f"{name}.fr")) == part
     code, out, _ = run_cli(capsys, "data", "clean", "--src", str(tmp_path / "split/train.en"), "--tgt",
-                           str(tmp_path / "split/train.fr"), "--max-ratio", "1.05", "--out", str(tmp_path / "c"))
-    assert code == 0 and out.startswith("cleaning ") and "extreme length ratio" in out
-    assert (tmp_path / "c.en").is_file() and (tmp_path / "c.fr").is_file()
+                           str(tmp_path / "split/train.fr"), "--max-ratio", "1.8", "--out", str(tmp_path / "c"))
+    kept, report = clean_pairs(split["train"], max_words=80, max_ratio=1.8)
+    assert report["extreme length ratio"] > 0 and 0 < len(kept) < len(split["train"])
+    assert code == 0 and out == format_report(report, str(tmp_path / "split/train.en")) + "\n"
+    assert list(iter_parallel(tmp_path / "c.en", tmp_path / "c.fr")) == kept

@@ -12,8 +12,8 @@ concat     vᵀ tanh(W [h_t; h̄_s]) = vᵀ tanh(W_q h_t +   W_k h̄_s (doubled)
 none       — (context is the encoder's final state)     the final state
 =========  ==========================================  ============================
 
-Shapes: B sentences, S source length, D encoder state size, H decoder state size,
-A attention size (concat only). ``mask`` is (B, S), True at real tokens;
+Shapes: B sentences, S source length, D encoder state size, H decoder state size
+(also the size of concat's hidden layer). ``mask`` is (B, S), True at real tokens;
 padded positions get weight exactly 0. Queries come in G rows per sentence
 (G = 1 in training and greedy search, the beam size in beam search), so each
 sentence's keys and memory are read once for all of its hypotheses.
@@ -76,18 +76,17 @@ class ConcatAttention(Attention):
     128 sentences (docs/PERFORMANCE.md).
     """
 
-    def __init__(self, query_size: int, memory_size: int, attention_size: int | None = None):
+    def __init__(self, query_size: int, memory_size: int):
         super().__init__()
-        size = attention_size or query_size
-        self.W_q = nn.Linear(query_size, size, bias=True)
-        self.W_k = nn.Linear(memory_size, size, bias=False)
-        self.v = nn.Linear(size, 1, bias=False)
+        self.W_q = nn.Linear(query_size, query_size, bias=True)
+        self.W_k = nn.Linear(memory_size, query_size, bias=False)
+        self.v = nn.Linear(query_size, 1, bias=False)
 
     def prepare(self, memory: torch.Tensor, final: torch.Tensor) -> torch.Tensor:
-        return 2 * self.W_k(memory)  # (B, S, A), doubled for the sigmoid form
+        return 2 * self.W_k(memory)  # (B, S, H), doubled for the sigmoid form
 
     def score(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
-        hidden = (keys.unsqueeze(1) + 2 * self.W_q(query).unsqueeze(2)).sigmoid_()  # (B, G, S, A)
+        hidden = (keys.unsqueeze(1) + 2 * self.W_q(query).unsqueeze(2)).sigmoid_()  # (B, G, S, H)
         return 2 * self.v(hidden).squeeze(3)  # vᵀ tanh(·) + Σv: the same softmax
 
 

@@ -11,7 +11,8 @@ COLUMNS = ["step", "epoch", "lr", "train_loss", "tok_s", "valid_loss", "valid_bl
 
 
 class ScalarLog:
-    """Append one row of scalars per evaluation to ``out/log.csv`` (or TensorBoard)."""
+    """One row of scalars per evaluation, appended to ``out/log.csv`` (or, for ``tensorboard``,
+    written as event files in ``out/tensorboard/``)."""
 
     def __init__(self, out: Path, kind: str = "csv"):
         self.kind = kind
@@ -20,7 +21,7 @@ class ScalarLog:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
                 raise RegardError("train.log: tensorboard needs the 'tensorboard' package "
-                                  "(pip install tensorboard), or use log: csv") from None
+                                  "(pip install 'regard[tensorboard]'), or use log: csv") from None
             self.writer = SummaryWriter(str(out / "tensorboard"))
             return
         path = out / "log.csv"
