@@ -21,7 +21,8 @@ from regard.data.tokenizer import Tokenizer
 from regard.model.seq2seq import Seq2Seq
 from regard.runtime import reuse_freed_memory
 from regard.search.beam import beam_search
-from regard.search.greedy import Hypothesis, greedy_search
+from regard.search.common import Hypothesis
+from regard.search.greedy import greedy_search
 from regard.checkpoint import load_model_dir
 
 

@@ -6,7 +6,8 @@ import torch
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
 from regard.search.beam import advance, beam_search
-from regard.search.greedy import greedy_search, length_penalty, max_lengths, row_candidates, step_logits, top_k
+from regard.search.common import length_penalty, max_lengths, row_candidates, step_logits, top_k
+from regard.search.greedy import greedy_search
 from tests.conftest import random_batch, random_model
 
 

@@ -33,7 +33,7 @@ from regard.data.tokenizer import BOS, EOS, PAD
 from regard.model.decoder import DecoderState
 from regard.model.encoder import EncoderOutput
 from regard.model.seq2seq import Seq2Seq
-from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates
+from regard.search.common import Hypothesis, length_penalty, max_lengths, row_candidates
 
 STOPPING = ("exact", "first")
 
