@@ -1,14 +1,24 @@
-"""What every search shares: the hypothesis it returns, the length rules, one decoder
-step, and the k likeliest next words of each row."""
+"""What every search shares: the hypothesis it returns, the rules on its options, the length
+rules, one decoder step, and the k likeliest next words of each row."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
+from regard.config import Stopping
 from regard.data.tokenizer import EOS
 from regard.model.seq2seq import Seq2Seq
+
+STOPPING = get_args(Stopping)  # beam search's stopping rules (see regard.search.beam)
+
+
+def check_nbest(nbest: int, beam: int) -> None:
+    """Raise ValueError unless 1 ≤ nbest ≤ beam: a search finds at most ``beam`` hypotheses."""
+    if not 1 <= nbest <= beam:
+        raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
 
 
 @dataclass
@@ -17,8 +27,8 @@ class Hypothesis:
 
     tokens: target subword ids, without ``</s>``
     score: log-probability (including ``</s>``) divided by the length penalty
-    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``; None
-        for ``attention: none``
+    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``, on the
+        CPU whatever the model's device; None for ``attention: none``
     """
 
     tokens: list[int]
@@ -58,11 +68,11 @@ def top_k(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch
     blocked = x.unfold(1, block, block)  # (N, nb, block), a view of the whole blocks
     nb = blocked.shape[1]
     blocks = blocked.amax(dim=2).topk(k, dim=1).indices  # (N, k)
-    values = blocked[torch.arange(N).unsqueeze(1), blocks].view(N, k * block)
-    cols = (blocks.unsqueeze(2) * block + torch.arange(block)).view(N, k * block)
+    values = blocked[torch.arange(N, device=x.device).unsqueeze(1), blocks].view(N, k * block)
+    cols = (blocks.unsqueeze(2) * block + torch.arange(block, device=x.device)).view(N, k * block)
     if nb * block < V:  # the partial last block is always a candidate
         values = torch.cat([values, x[:, nb * block:]], dim=1)
-        cols = torch.cat([cols, torch.arange(nb * block, V).expand(N, -1)], dim=1)
+        cols = torch.cat([cols, torch.arange(nb * block, V, device=x.device).expand(N, -1)], dim=1)
     best, where = values.topk(k, dim=1)
     return best, cols.gather(1, where)
 

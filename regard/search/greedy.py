@@ -19,14 +19,14 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
     """
     enc = model.encode(src, src_lengths)
     state = model.decoder.init_state(enc)
-    B, S = src.shape
+    (B, S), device = src.shape, src.device
     limit = max_lengths(src_lengths, max_ratio)
     steps = int(limit.max()) + 1
-    alive = torch.arange(B)  # the sentence of every row still decoding
-    prev = torch.full((B,), BOS, dtype=torch.long)
-    tokens = torch.full((B, steps), EOS, dtype=torch.long)
-    attn = torch.zeros(B, steps, S) if model.has_attention else None
-    total = torch.zeros(B)
+    alive = torch.arange(B, device=device)  # the sentence of every row still decoding
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
+    tokens = torch.full((B, steps), EOS, dtype=torch.long, device=device)
+    attn = torch.zeros(B, steps, S, device=device) if model.has_attention else None
+    total = torch.zeros(B, device=device)
     for t in range(steps):
         logits, state, w = step_logits(model, prev, state, enc)
         best, prev = (c[:, 0] for c in row_candidates(logits, 1, limit[alive] <= t))
@@ -41,9 +41,11 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
             keep = live.nonzero().squeeze(1)
             alive, prev = alive[keep], prev[keep]
             enc, state = enc.index_select(keep), state.index_select(keep, keep)
+    attn = attn.cpu() if attn is not None else None  # no copy on the CPU
+    lengths, scores = src_lengths.tolist(), total.tolist()
     hyps = []
     for b, row in enumerate(tokens.tolist()):
         n = row.index(EOS)
-        att = attn[b, : n + 1, : int(src_lengths[b])] if attn is not None else None
-        hyps.append(Hypothesis(row[:n], float(total[b]) / length_penalty(n + 1, alpha), att))
+        att = attn[b, : n + 1, : lengths[b]] if attn is not None else None
+        hyps.append(Hypothesis(row[:n], scores[b] / length_penalty(n + 1, alpha), att))
     return hyps
