@@ -91,7 +91,7 @@ def profile_translate(model: Path, src: Path, limit: int | None, ops: bool) -> N
     print(f"translating {len(lines)} sentences of {src}, {torch.get_num_threads()} threads:")
     print(f"  {'precision':<10}{'beam':>5}{'sent/s':>9}{'mean subwords out':>19}")
     for precision in PRECISIONS:
-        translator = Translator.load(model, precision=precision)
+        translator = Translator.load(model, precision=precision, device="cpu")  # a CPU profile, GPU or not
         translator.translate(lines[:32], beam=5)  # warm-up
         for beam in (1, 5):
             tic = time.perf_counter()

@@ -26,7 +26,7 @@ from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
 from regard.data.prepare import build_tokenizers
 from regard.training import trainer
-from regard.search.beam import STOPPING
+from regard.search.common import STOPPING
 from regard.pool import open_translator
 from regard.translator import PRECISIONS
 
@@ -65,7 +65,7 @@ def translate(model: Path, src: Path, out: Path, beam: int, limit: int | None, p
     """Translate ``src`` (first ``limit`` lines) and time the call (model loading, and starting
     the ``workers`` processes when more than one, excluded)."""
     lines = list(read_lines(src))[:limit]
-    with open_translator(model, precision, workers) as translator:
+    with open_translator(model, precision, workers, device="cpu") as translator:  # the benchmark is on CPU
         tic = time.perf_counter()
         results = translator.translate(lines, beam=beam, batch_size=TRANSLATE_BATCH, stopping=stopping)
         seconds = time.perf_counter() - tic

@@ -11,16 +11,16 @@ import json
 import os
 import sys
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 from regard.errors import Interrupted, RegardError
-from regard.search.beam import STOPPING
+from regard.options import add_inference_options, check_inference_options, flag
+from regard.serving.settings import ServeSettings, SettingError
 
-STOPPING_HELP = ("when beam search stops: exact (provably the best) or first (as soon as the best "
-                 "candidate ends, as OpenNMT-py does; faster). Default: the model's")
+THREADS_HELP = ("CPU threads for PyTorch (default: all cores); in the processes of 'translate/evaluate "
+                "--workers N', threads per process (default: 1); for 'train', per process (train.threads)")
 
 EXAMPLES = """examples:
   regard demo --out runs/demo
@@ -79,16 +79,18 @@ def format_output(index: int, hyps, nbest: int, as_json: bool) -> list[str]:
 
 def cmd_translate(args: argparse.Namespace) -> None:
     from regard.pool import open_translator
-    if args.workers < 1:
-        raise RegardError(f"--workers must be at least 1, got {args.workers}")
-    with open_translator(args.model, args.precision, args.workers) as translator:
+    check_inference_options(args)
+    with open_translator(args.model, args.precision, args.workers, args.device, args.threads or 1) as translator:
         translate_file(args, translator)
 
 
 def translate_file(args: argparse.Namespace, translator) -> None:
     """Translate ``args.input`` to ``args.output`` (replaced only when all is done) or stdout."""
-    if not 1 <= args.nbest <= (args.beam or translator.cfg.search.beam):
-        raise RegardError(f"--nbest must be between 1 and the beam size, got {args.nbest}")
+    from regard.search.common import check_nbest
+    try:
+        check_nbest(args.nbest, args.beam or translator.cfg.search.beam)
+    except ValueError as err:
+        raise RegardError(f"--{err}") from None
     target = Path(args.output) if args.output else None
     sink = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, dir=target.parent,
                                        prefix=f".{target.name}.") if target else sys.stdout
@@ -126,7 +128,8 @@ def count_lines(path: str | None) -> int | None:
 def cmd_plot(args: argparse.Namespace) -> None:
     from regard.plotting import plot_attention
     from regard.translator import Translator
-    translator = Translator.load(args.model)
+    check_inference_options(args)
+    translator = Translator.load(args.model, device=args.device)
     if not translator.has_attention:
         raise RegardError(f"{args.model} was trained with attention: none; there is no attention to draw")
     if not args.sentence.strip():
@@ -205,17 +208,14 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         raise RegardError("give --src and --ref, or --corpus NAME (with --split)")
     if args.name and len(args.name) != len(args.model):
         raise RegardError(f"{len(args.name)} --name for {len(args.model)} --model: give one per model or none")
-    if args.beam is not None and args.beam < 1:
-        raise RegardError(f"--beam must be at least 1, got {args.beam}")
-    if args.workers < 1:
-        raise RegardError(f"--workers must be at least 1, got {args.workers}")
+    check_inference_options(args)
     edges = parse_buckets(args.buckets) if args.buckets else BUCKETS
     sources, references = read_test_set(src, ref)
     results = []
     for i, model in enumerate(args.model):
         results.append(evaluate_model(model, sources, references, args.beam, edges,
                                       args.name[i] if args.name else None, args.precision, args.stopping,
-                                      args.workers))
+                                      args.workers, args.device, args.threads or 1))
         print(format_result(results[-1]), flush=True)
     if args.json_out:
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
@@ -234,15 +234,14 @@ def cmd_plot_bleu(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from regard.serving import ServeSettings, create_app
+    from regard.serving import create_app
     from regard.serving.models import load_models
+    check_inference_options(args)
     try:
-        settings = ServeSettings(max_chars=args.max_chars, max_texts=args.max_texts, max_beam=args.max_beam,
-                                 batch_wait_ms=args.batch_wait_ms)
-    except ValueError:
-        raise RegardError("--max-chars, --max-texts and --max-beam must be at least 1, --batch-wait-ms at least 0"
-                          ) from None
-    models = load_models(args.model, precision=args.precision, stopping=args.stopping)
+        settings = ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)})
+    except SettingError as err:
+        raise RegardError(f"{flag(err.name)} {err.problem}") from None
+    models = load_models(args.model, precision=args.precision, stopping=args.stopping, device=args.device)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
     uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
 
@@ -254,14 +253,10 @@ def add_serve_parser(sub) -> None:
                    help="model folder, optionally named; repeat to compare models side by side (first = default)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--max-chars", type=int, default=1000, help="longest text accepted, in characters (default 1000)")
-    p.add_argument("--max-texts", type=int, default=64, help="most texts in one request (default 64)")
-    p.add_argument("--max-beam", type=int, default=10, help="largest beam a request may ask for (default 10)")
-    p.add_argument("--batch-wait-ms", type=float, default=5.0,
-                   help="how long a batch waits for more concurrent requests (default 5; 0 = no waiting)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
-                   help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
-    p.add_argument("--stopping", choices=STOPPING, default=None, help=STOPPING_HELP)
+    for f in fields(ServeSettings):
+        p.add_argument(flag(f.name), type=type(f.default), default=f.default,
+                       help=f"{f.metadata['help']} (default: %(default)s)")
+    add_inference_options(p, ("precision", "stopping", "device"))
     p.set_defaults(func=cmd_serve)
 
 
@@ -288,7 +283,7 @@ def add_data_parser(sub) -> None:
         p.add_argument("--suffixes", default="en,fr", help="file suffixes of the two sides (default: en,fr)")
         if name == "split":
             p.add_argument("--out", required=True, help="folder for {train,valid,test}.{en,fr}")
-            p.add_argument("--seed", type=int, default=1)
+            p.add_argument("--seed", type=int, default=1, help="seed of the random split (default: 1)")
             p.add_argument("--valid", type=int, default=2000, help="validation pairs (at least; default 2000)")
             p.add_argument("--test", type=int, default=2000, help="test pairs (at least; default 2000)")
             p.set_defaults(func=cmd_data_split)
@@ -310,14 +305,8 @@ def add_evaluate_parsers(sub) -> None:
     p.add_argument("--ref", help="reference translations, line-aligned with --src")
     p.add_argument("--corpus", help="use a fetched corpus's split instead of --src/--ref")
     p.add_argument("--split", default="test", help="split of --corpus (default: test)")
-    p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's)")
     p.add_argument("--buckets", help="upper edges of the length buckets in source words (default: 8,12,16,20)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
-                   help="inference weights, to measure what bf16 or int8 costs in BLEU (default: fp32)")
-    p.add_argument("--stopping", choices=STOPPING, default=None,
-                   help="beam search's stopping rule (see 'translate --help'; default: the model's)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="single-thread processes that share the batches (see 'translate --help'; default 1)")
+    add_inference_options(p)
     p.add_argument("--json-out", help="write scores, signatures, buckets and translations as JSON")
     p.add_argument("--plot", help="PNG of BLEU against source length, one line per model")
     p.set_defaults(func=cmd_evaluate)
@@ -332,8 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="regard", description="Neural machine translation with attention: train, translate, "
         "and see what the decoder looks at.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default: all cores; "
-                        "for train: per process, as train.threads)")
+    parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config")
@@ -351,25 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("translate", help="translate text, one line out per line in")
     p.add_argument("--model", required=True, help="model folder (or a training run folder)")
-    p.add_argument("--beam", type=int, default=None, help="beam size; 1 = greedy (default: the model's)")
     p.add_argument("--nbest", type=int, default=1, help="print the N best as 'i ||| text ||| score'")
     p.add_argument("--input", "-i", help="input file (default: stdin); empty lines give empty lines")
     p.add_argument("--output", "-o", help="output file, replaced only when all input is translated")
     p.add_argument("--json", action="store_true", help="one JSON object per line with tokens and attention")
-    p.add_argument("--precision", choices=["fp32", "bf16", "int8"], default="fp32",
-                   help="inference weights: bf16 (~1.5x faster on CPU) or int8 (~2x), BLEU within a few tenths")
-    p.add_argument("--stopping", choices=STOPPING, default=None, help=STOPPING_HELP)
-    p.add_argument("--workers", type=int, default=1,
-                   help="processes of one thread that share the batches: 2 on a 2-core CPU translates "
-                        "a file 1.3-1.7x faster than one process with 2 threads (same output; a few "
-                        "seconds to start)")
+    add_inference_options(p)
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("sentence", help="English sentence to translate and draw")
     p.add_argument("-o", "--output", default="attention.png", help="PNG file (default: attention.png)")
-    p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's)")
+    add_inference_options(p, ("beam", "device"))
     p.add_argument("--level", choices=["word", "subword"], default="word", help="label axes by word or subword")
     p.set_defaults(func=cmd_plot)
 
@@ -378,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1200, help="training steps of the attention model (default 1200)")
     p.add_argument("--baseline-steps", type=int, default=1200,
                    help="training steps of the attention: none model (default 1200, the same budget)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="seed of the generated data and of training (default: 1)")
     p.set_defaults(func=cmd_demo)
     add_data_parser(sub)
     add_evaluate_parsers(sub)
@@ -389,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
+        import torch
         torch.set_num_threads(args.threads)
     try:
         args.func(args)

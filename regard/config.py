@@ -23,6 +23,7 @@ from regard.errors import RegardError
 
 RNNType = Literal["gru", "lstm"]
 Scorer = Literal["dot", "general", "concat", "none"]
+Stopping = Literal["exact", "first"]  # beam search's stopping rules (regard.search.beam)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class SearchConfig:
     length_penalty: float = 1.0  # GNMT alpha; 0 disables
     max_ratio: float = 2.0  # max output subwords = max_ratio * source subwords + 4
     # beam search: "exact" (provably the best) or "first" (OpenNMT-py's rule: fewer steps)
-    stopping: Literal["exact", "first"] = "exact"
+    stopping: Stopping = "exact"
 
 
 @dataclass

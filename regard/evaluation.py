@@ -88,19 +88,20 @@ def model_name(path: str | Path) -> str:
 
 def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
                    edges: Sequence[int] = BUCKETS, name: str | None = None,
-                   precision: str = "fp32", stopping: str | None = None, workers: int = 1) -> dict[str, Any]:
-    """Translate ``sources`` with the model in folder ``model`` and :func:`score` the result
-    (with ``workers`` > 1, in that many single-thread processes: :mod:`regard.pool`)."""
+                   precision: str = "fp32", stopping: str | None = None, workers: int = 1,
+                   device: str = "auto", threads: int = 1) -> dict[str, Any]:
+    """Translate ``sources`` with the model in folder ``model`` on ``device`` and :func:`score` the
+    result (with ``workers`` > 1, in that many processes of ``threads`` threads: :mod:`regard.pool`)."""
     from regard.pool import open_translator
-    with open_translator(model, precision, workers) as translator:
-        cfg = translator.cfg
+    with open_translator(model, precision, workers, device, threads) as translator:
+        cfg, device = translator.cfg, str(translator.device)
         beam = beam or cfg.search.beam
         stopping = stopping or cfg.search.stopping
         tic = time.perf_counter()
         hypotheses = [t.text for t in translator.translate(sources, beam=beam, stopping=stopping)]
         seconds = time.perf_counter() - tic
     return {"name": name or model_name(model), "model": str(model), "attention": cfg.model.attention,
-            "beam": beam, "stopping": stopping, "precision": precision, "workers": workers,
+            "beam": beam, "stopping": stopping, "precision": precision, "device": device, "workers": workers,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}

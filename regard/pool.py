@@ -5,7 +5,7 @@ process barely beat one on them (int8 greedy search of test_2016_flickr: about 8
 sentences/s), because the threads must meet at every operator. Marian's CPU decoder runs one
 single-threaded worker per core on different batches instead, and so does this pool:
 
-* each worker process loads the model itself and uses one thread;
+* each worker process loads the model itself and uses one thread (``threads`` to change it);
 * the main process sorts and batches the sentences exactly as :class:`Translator` does, and puts
   the batches on one queue, longest work first; an idle worker takes the next batch;
 * the translations come back in input order, the same as one process gives for the same batches.
@@ -29,12 +29,12 @@ from regard.config import Config
 from regard.translator import Translation, Translator
 
 
-def work(path: str, precision: str, inbox: Any, outbox: Any) -> None:
+def work(path: str, precision: str, device: str, threads: int, inbox: Any, outbox: Any) -> None:
     """A worker: load the model, then translate batches from ``inbox`` until ``None``."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     try:
         try:
-            translator = Translator.load(path, precision=precision)
+            translator = Translator.load(path, precision=precision, device=device)
         except Exception as err:  # report it rather than die silently
             outbox.put(("ready", err))
             return
@@ -60,15 +60,17 @@ class TranslatorPool:
         self.processes, self.inbox, self.outbox = processes, inbox, outbox
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32", workers: int = 2) -> TranslatorPool:
-        """Start ``workers`` processes, each loading the model at ``path``; return once all are ready."""
-        if workers < 1:
-            raise ValueError(f"workers must be at least 1, got {workers}")
-        translator = Translator.load(path, precision=precision)  # fails here, clearly, on a bad path
+    def load(cls, path: str | Path, precision: str = "fp32", workers: int = 2, device: str = "auto",
+             threads: int = 1) -> TranslatorPool:
+        """Start ``workers`` processes of ``threads`` PyTorch threads, each loading the model at ``path``
+        onto ``device`` (as :meth:`Translator.load`); return once all are ready."""
+        if workers < 1 or threads < 1:
+            raise ValueError(f"workers and threads must be at least 1, got {workers} and {threads}")
+        translator = Translator.load(path, precision=precision, device=device)  # fails here, clearly
         ctx = mp.get_context("spawn")
         inbox, outbox = ctx.Queue(), ctx.Queue()
-        processes = [ctx.Process(target=work, args=(str(path), precision, inbox, outbox), daemon=True)
-                     for _ in range(workers)]
+        processes = [ctx.Process(target=work, args=(str(path), precision, device, threads, inbox, outbox),
+                                 daemon=True) for _ in range(workers)]
         for process in processes:
             process.start()
         pool = cls(translator, processes, inbox, outbox)
@@ -89,6 +91,11 @@ class TranslatorPool:
     @property
     def has_attention(self) -> bool:
         return self.translator.has_attention
+
+    @property
+    def device(self) -> torch.device:
+        """Where the workers run the model (the main process's copy is on the same device)."""
+        return self.translator.device
 
     def translate(self, texts: list[str], beam: int | None = None, **options) -> list[Translation]:
         """Best translation of each text (options as :meth:`Translator.translate_nbest`)."""
@@ -152,9 +159,10 @@ class TranslatorPool:
         self.close()
 
 
-def open_translator(path: str | Path, precision: str = "fp32",
-                    workers: int = 1) -> AbstractContextManager[Translator | TranslatorPool]:
-    """A :class:`Translator` for ``workers`` = 1, else a :class:`TranslatorPool`; use with ``with``."""
+def open_translator(path: str | Path, precision: str = "fp32", workers: int = 1, device: str = "auto",
+                    threads: int = 1) -> AbstractContextManager[Translator | TranslatorPool]:
+    """A :class:`Translator` for ``workers`` = 1 (``threads`` unused: this process keeps its own),
+    else a :class:`TranslatorPool` of ``threads`` per worker; use with ``with``."""
     if workers == 1:
-        return nullcontext(Translator.load(path, precision=precision))
-    return TranslatorPool.load(path, precision=precision, workers=workers)  # ValueError below 1
+        return nullcontext(Translator.load(path, precision=precision, device=device))
+    return TranslatorPool.load(path, precision, workers, device, threads)  # ValueError below 1

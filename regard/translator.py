@@ -8,37 +8,21 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch import nn
 
+from regard.checkpoint import load_model_dir
 from regard.config import Config
 from regard.data.batching import pad
 from regard.data.tokenizer import Tokenizer
 from regard.model.seq2seq import Seq2Seq
+from regard.precision import PRECISIONS, inference_device
 from regard.runtime import reuse_freed_memory
 from regard.search.beam import beam_search
-from regard.search.greedy import Hypothesis, greedy_search
-from regard.checkpoint import load_model_dir
-
-
-def quantize_int8(model: Seq2Seq) -> nn.Module:
-    """Dynamic int8 quantisation of every Linear, GRU/LSTM and GRU/LSTM cell (weights int8,
-    activations quantised on the fly); embeddings and attention products stay fp32."""
-    layers = {nn.Linear, nn.GRU, nn.LSTM, nn.GRUCell, nn.LSTMCell}
-    with warnings.catch_warnings():  # the eager API is deprecated in favour of torchao, still in torch 2.13
-        warnings.simplefilter("ignore")
-        return torch.ao.quantization.quantize_dynamic(model, layers, dtype=torch.qint8)
-
-
-PRECISIONS = {  # inference precision → how the loaded fp32 model is converted
-    "fp32": lambda model: model,
-    "bf16": lambda model: model.to(torch.bfloat16),
-    "int8": quantize_int8,
-}
+from regard.search.common import Hypothesis, check_nbest
+from regard.search.greedy import greedy_search
 
 
 def word_attention(attention: list[list[float]], src_word_of_piece: list[int],
@@ -93,22 +77,25 @@ class Translator:
         self.cfg = cfg
         self.src_tok = src_tok
         self.tgt_tok = tgt_tok
+        self.device = next(model.parameters()).device  # where the inputs go (the embeddings')
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32") -> Translator:
-        """Load from a model folder (or a training run folder: its ``best/``).
+    def load(cls, path: str | Path, precision: str = "fp32", device: str = "auto") -> Translator:
+        """Load from a model folder (or a training run folder: its ``best/``) onto ``device``.
 
-        ``precision`` (see :data:`PRECISIONS`): ``bf16`` casts the weights to bfloat16,
-        ``int8`` quantises the linear and recurrent layers' weights to 8-bit integers
-        (PyTorch dynamic quantisation); both are faster on CPU at a BLEU change of a few
-        tenths (docs/PERFORMANCE.md). Loading also lets glibc reuse freed large blocks in this
-        process (:func:`regard.runtime.reuse_freed_memory`), unless the environment says otherwise.
+        ``precision`` (see :data:`regard.precision.PRECISIONS`): ``bf16`` casts the weights to
+        bfloat16, ``int8`` quantises the linear and recurrent layers' weights to 8-bit integers
+        (PyTorch dynamic quantisation, CPU only); both are faster on CPU at a BLEU change of a few
+        tenths (docs/PERFORMANCE.md). ``device``: ``auto`` (CUDA if available, else the CPU; the
+        CPU for int8), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``; one that is not available here is
+        a :class:`RegardError`. The weights are read on the CPU, then moved. Loading also lets
+        glibc reuse freed large blocks in this process (:func:`regard.runtime.reuse_freed_memory`),
+        unless the environment says otherwise.
         """
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        target = inference_device(precision, device)  # before reading anything: fails fast
         reuse_freed_memory()
         model, cfg, src_tok, tgt_tok = load_model_dir(path)
-        return cls(PRECISIONS[precision](model), cfg, src_tok, tgt_tok)
+        return cls(PRECISIONS[precision](model.to(target)), cfg, src_tok, tgt_tok)
 
     @property
     def has_attention(self) -> bool:
@@ -132,12 +119,11 @@ class Translator:
         alpha = self.cfg.search.length_penalty if length_penalty is None else length_penalty
         ratio = max_ratio or self.cfg.search.max_ratio
         stopping = stopping or self.cfg.search.stopping
-        if not 1 <= nbest <= beam:
-            raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
+        check_nbest(nbest, beam)
         ids = self.src_tok.encode_batch(texts)
         results: list[list[Translation]] = [[] for _ in texts]
         for chunk in self.batches(texts, batch_size, ids):
-            src, lengths = pad([ids[i] for i in chunk])
+            src, lengths = (t.to(self.device) for t in pad([ids[i] for i in chunk]))  # no copy on the CPU
             with torch.inference_mode():
                 if beam == 1:
                     found = [[h] for h in greedy_search(self.model, src, lengths, ratio, alpha)]

@@ -1,13 +1,21 @@
 """The command line: translate, plot, and clear errors for user mistakes (exit 2, no traceback)."""
 
+import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
-from regard.cli import main
+from regard.cli import build_parser, main
+from regard.errors import RegardError
+from regard.config import Stopping
+from regard.options import INFERENCE_OPTIONS
+from regard.precision import PRECISIONS
+from regard.search.common import STOPPING
 
 ROOT = Path(__file__).parent.parent
 
@@ -97,15 +105,195 @@ def test_failed_translation_keeps_the_existing_output_file(tmp_path, trained_run
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.fr")] == []
 
 
-def test_help_explains_every_command():
-    result = subprocess.run([sys.executable, "-m", "regard", "--help"], capture_output=True, text=True,
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command's parser by its words, from the parser itself: {"translate": ..., "data fetch": ...}."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found[prefix + name] = sub
+                found.update(commands(sub, f"{prefix}{name} "))
+    return found
+
+
+def help_of(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit) as done:
+        main([*argv, "--help"])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def listed(word: str, text: str) -> bool:
+    """``word`` appears in ``text`` as a whole option or name (``--beam`` is not in ``--max-beam``)."""
+    return re.search(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text) is not None
+
+
+def test_help_lists_every_command_and_each_of_its_options(capsys):
+    parser = build_parser()
+    found = commands(parser)
+    assert {"train", "translate", "plot", "demo", "data", "data fetch", "evaluate", "serve"} <= set(found)
+    top = help_of([], capsys)
+    for name in (n for n in found if " " not in n):
+        assert re.search(rf"^\s+{name}\s+\w", top, re.MULTILINE), f"'regard --help' does not explain {name}"
+    for name, sub in found.items():
+        text = help_of(name.split(), capsys)
+        for action in sub._actions:
+            if isinstance(action, argparse._SubParsersAction):  # its commands, each with its help line
+                words = list(action.choices)
+                assert all(re.search(rf"^\s+{w}\s+\w", text, re.MULTILINE) for w in words), f"{name}: {words}"
+                continue
+            words = action.option_strings or [action.metavar or action.dest]
+            assert action.help and action.help != argparse.SUPPRESS, f"{name} {words[0]} has no help"
+            assert all(listed(word, text) for word in words), f"'regard {name} --help' lacks {words}"
+
+
+@pytest.mark.parametrize("command, names", [
+    ("translate", list(INFERENCE_OPTIONS)), ("evaluate", list(INFERENCE_OPTIONS)),
+    ("serve", ["precision", "stopping", "device"]), ("plot", ["beam", "device"]),
+])
+def test_the_shared_inference_options_are_the_same_in_every_command(capsys, command, names):
+    text = help_of([command], capsys)
+    actions = {a.dest: a for a in commands(build_parser())[command]._actions}
+    for name in names:
+        assert listed(f"--{name}", text)
+        expected = INFERENCE_OPTIONS[name]
+        assert (actions[name].help, actions[name].default) == (expected["help"], expected["default"])
+    if "precision" in names:
+        assert tuple(actions["precision"].choices) == tuple(PRECISIONS)  # the table, not a copy of its names
+    if "stopping" in names:
+        assert tuple(actions["stopping"].choices) == STOPPING == get_args(Stopping)
+
+
+HEAVY = ("torch", "sentencepiece", "safetensors", "fastapi", "matplotlib", "sacrebleu")
+
+
+def test_the_command_line_and_import_regard_load_no_heavy_module():
+    code = ("import sys, regard, regard.cli\n"
+            "regard.cli.build_parser()\n"
+            "for argv in (['--help'], ['translate', '--help'], ['serve', '--help']):\n"
+            "    try:\n"
+            "        regard.cli.main(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            f"print('loaded:', [m for m in {HEAVY!r} if m in sys.modules])\n"
+            "from regard import Translator, Translation\n"
+            "print(Translator.__module__, Translation.__module__, 'torch' in sys.modules)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={"PYTHONPATH": str(ROOT)}, cwd=ROOT)
-    assert result.returncode == 0
-    for command in ("train", "translate", "plot", "demo"):
-        assert command in result.stdout
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-2:] == ["loaded: []", "regard.translator regard.translator True"]
 
 
 def test_invalid_utf8_on_stdin_names_the_line(trained_run, capsys, monkeypatch):
     code, out, err = run(["translate", "--model", str(trained_run)], capsys, stdin=b"the cat\n\xff oops\n",
                          monkeypatch=monkeypatch)
     assert code == 2 and "<stdin>:2: invalid UTF-8" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def no_cuda(monkeypatch):
+    """This machine as one without CUDA, whatever it has."""
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.mark.parametrize("command", ["translate", "evaluate", "plot", "serve"])
+@pytest.mark.parametrize("device, message", [
+    ("cuda", "device 'cuda': CUDA is not available on this machine"),
+    ("cuda:1", "device 'cuda:1': CUDA is not available on this machine"),
+    ("tpu", "--device must be auto (the default: CUDA if available, else CPU), cpu, cuda, cuda:N or mps; got 'tpu'"),
+])
+def test_an_unavailable_or_unknown_device_is_one_clear_line(tmp_path, trained_run, capsys, no_cuda, command,
+                                                            device, message):
+    (tmp_path / "a.en").write_text("the cat\n")
+    (tmp_path / "a.fr").write_text("le chat\n")
+    argv = {"translate": ["translate"], "plot": ["plot", "the cat", "-o", str(tmp_path / "a.png")], "serve": ["serve"],
+            "evaluate": ["evaluate", "--src", str(tmp_path / "a.en"), "--ref", str(tmp_path / "a.fr")]}[command]
+    code, out, err = run([*argv, "--model", str(trained_run), "--device", device], capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("regard: error: ") and message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "a.png").exists()
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:0", "mps"])
+def test_int8_on_a_gpu_is_one_clear_line(trained_run, capsys, monkeypatch, device):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # refused for what int8 is, not for the machine
+    code, _, err = run(["translate", "--model", str(trained_run), "--precision", "int8", "--device", device], capsys)
+    assert code == 2
+    assert err == (f"regard: error: precision int8 runs on the CPU only (PyTorch's dynamic quantisation), not on "
+                   f"'{device}': use fp32 or bf16 there, or the cpu device\n")
+
+
+def test_auto_picks_cuda_when_there_is_one_and_the_cpu_for_int8(monkeypatch):
+    import torch
+    from regard.precision import inference_device
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert inference_device("fp32", "auto") == torch.device("cuda")
+    assert inference_device("int8", "auto") == inference_device("int8", "cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_device("bf16", "auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu"])
+def test_translate_runs_on_the_device_it_is_given(trained_run, capsys, monkeypatch, no_cuda, device):
+    import torch
+    from regard.translator import Translator
+    translator = Translator.load(trained_run, device=device)
+    assert translator.device == torch.device("cpu") and translator.model.decoder.output.weight.device.type == "cpu"
+    code, out, err = run(["translate", "--model", str(trained_run), "--device", device, "--beam", "2"], capsys,
+                         stdin=b"the cat\n", monkeypatch=monkeypatch)
+    assert (code, out) == (0, translator.translate(["the cat"], beam=2)[0].text + "\n"), err
+
+
+def test_the_nbest_rule_is_one_message_in_the_library_search_and_command_line(trained_run, capsys):
+    from regard.search.beam import beam_search
+    from regard.search.common import check_nbest
+    from regard.translator import Translator
+    from tests.conftest import random_batch, random_model
+    with pytest.raises(ValueError) as rule:
+        check_nbest(3, 2)
+    message = str(rule.value)
+    assert message == "nbest must be between 1 and the beam size (2), got 3"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        Translator.load(trained_run).translate_nbest(["the cat"], beam=2, nbest=3)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        beam_search(random_model(), *random_batch(), beam=2, nbest=3)
+    code, _, err = run(["translate", "--model", str(trained_run), "--beam", "2", "--nbest", "3"], capsys)
+    assert (code, err) == (2, f"regard: error: --{message}\n")
+
+
+@pytest.mark.parametrize("argv, threads", [([], 1), (["--threads", "3"], 3)])
+def test_translation_workers_get_the_threads_of_regard_threads(trained_run, capsys, monkeypatch, argv, threads):
+    import torch
+
+    import regard.pool
+    seen = {}
+
+    def fake_open_translator(path, precision, workers, device, threads):
+        seen.update(workers=workers, device=device, threads=threads)
+        raise RegardError("stopped here")
+
+    monkeypatch.setattr(regard.pool, "open_translator", fake_open_translator)
+    before = torch.get_num_threads()
+    try:
+        code, _, err = run([*argv, "translate", "--model", str(trained_run), "--workers", "2"], capsys)
+    finally:
+        torch.set_num_threads(before)
+    assert (code, seen) == (2, {"workers": 2, "device": "auto", "threads": threads}), err
+
+
+def test_a_translation_worker_sets_its_threads(trained_run):
+    import queue
+
+    import torch
+    from regard.pool import work
+    inbox, outbox = queue.Queue(), queue.Queue()
+    inbox.put(None)  # stop at once, once loaded
+    before = torch.get_num_threads()
+    try:
+        work(str(trained_run), "fp32", "cpu", 3, inbox, outbox)
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    assert outbox.get_nowait() == ("ready", None)

@@ -102,11 +102,12 @@ def test_evaluate_with_workers_gives_the_same_translations(grammar_test, monkeyp
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each worker: fp32 sums may round differently with other thread counts
     try:
-        one = evaluate_model(run, sources, references, beam=2)
+        one = evaluate_model(run, sources, references, beam=2, device="cpu")
     finally:
         torch.set_num_threads(threads)
-    two = evaluate_model(run, sources, references, beam=2, workers=2)
+    two = evaluate_model(run, sources, references, beam=2, workers=2, device="cpu", threads=1)
     assert two["workers"] == 2 and two["hypotheses"] == one["hypotheses"] and two["bleu"] == one["bleu"]
+    assert one["device"] == two["device"] == "cpu"
 
 
 def test_plot_bleu_puts_several_json_files_on_one_chart(grammar_test, capsys, tmp_path):

@@ -6,7 +6,8 @@ import torch
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
 from regard.search.beam import advance, beam_search
-from regard.search.greedy import greedy_search, length_penalty, max_lengths, row_candidates, step_logits, top_k
+from regard.search.common import length_penalty, max_lengths, row_candidates, step_logits, top_k
+from regard.search.greedy import greedy_search
 from tests.conftest import random_batch, random_model
 
 
@@ -211,3 +212,19 @@ def test_nbest_cannot_exceed_beam():
     src, lengths = random_batch()
     with pytest.raises(ValueError):
         beam_search(model, src, lengths, beam=2, nbest=3)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("beam", [1, 3])
+def test_search_on_cuda_finds_what_it_finds_on_the_cpu(beam):
+    model = random_model("concat", seed=11)
+    src, lengths = random_batch(batch=6)
+    search = lambda m, s, n: ([[h] for h in greedy_search(m, s, n)] if beam == 1  # noqa: E731
+                              else beam_search(m, s, n, beam=beam, nbest=2))
+    on_cpu = search(model, src, lengths)
+    on_cuda = search(model.to("cuda"), src.cuda(), lengths.cuda())
+    for cpu_hyps, cuda_hyps in zip(on_cpu, on_cuda):
+        assert [h.tokens for h in cuda_hyps] == [h.tokens for h in cpu_hyps]
+        assert [h.score for h in cuda_hyps] == pytest.approx([h.score for h in cpu_hyps], abs=1e-4)
+        for c, g in zip(cpu_hyps, cuda_hyps):
+            assert g.attention.device.type == "cpu" and torch.allclose(g.attention, c.attention, atol=1e-4)

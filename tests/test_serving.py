@@ -7,18 +7,21 @@ import json
 import re
 import threading
 from concurrent.futures import Future
+from dataclasses import fields
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from regard.cli import build_parser
+from regard.cli import build_parser, main
 from regard.errors import RegardError
 from regard.serving import ServeSettings, create_app
 from regard.serving.app import STATIC
 from regard.serving.batcher import Batcher
+from regard.search.common import check_nbest
 from regard.serving.models import load_models, parse_model_spec
+from regard.serving.settings import setting_help
 from regard.translator import Translator
 from tests.serving_models import model_root, trained_model
 
@@ -410,3 +413,36 @@ def test_regard_serve_builds_the_app_and_runs_uvicorn_on_loopback(model_dirs, mo
     defaults = build_parser().parse_args(["serve", "--model", "x"])
     assert (defaults.host, defaults.port, defaults.max_chars, defaults.max_texts, defaults.max_beam) == (
         "127.0.0.1", 8000, 1000, 64, 10)
+
+
+def test_serve_options_are_the_settings_fields_with_their_defaults_and_help(capsys):
+    defaults = build_parser().parse_args(["serve", "--model", "x"])
+    assert ServeSettings(**{f.name: getattr(defaults, f.name) for f in fields(ServeSettings)}) == ServeSettings()
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in fields(ServeSettings):
+        assert f"--{f.name.replace('_', '-')}" in text and f"{f.metadata['help']} (default: {f.default})" in text
+
+
+@pytest.mark.parametrize("argv, library, command_line", [
+    (["--max-chars", "0"], "max_chars must be at least 1, got 0", "--max-chars must be at least 1, got 0"),
+    (["--max-beam", "-2"], "max_beam must be at least 1, got -2", "--max-beam must be at least 1, got -2"),
+    (["--batch-wait-ms", "-1"], "batch_wait_ms must be at least 0, got -1.0",
+     "--batch-wait-ms must be at least 0, got -1.0"),
+])
+def test_a_setting_out_of_range_is_one_rule_for_the_library_and_regard_serve(capsys, argv, library, command_line):
+    name, value = argv[0][2:].replace("-", "_"), float(argv[1])
+    with pytest.raises(ValueError, match=f"^{re.escape(library)}$"):
+        ServeSettings(**{name: int(value) if name != "batch_wait_ms" else value})
+    assert main(["serve", "--model", "not-loaded", *argv]) == 2  # refused before any model is loaded
+    assert capsys.readouterr().err == f"regard: error: {command_line}\n"
+
+
+def test_the_api_states_the_search_nbest_rule_and_its_limits_as_the_settings_do(app):
+    with pytest.raises(ValueError) as rule:
+        check_nbest(4, 3)
+    response = post(app, {"text": "the cat", "beam": 3, "nbest": 4})
+    assert (response.status_code, response.json()) == (422, {"error": str(rule.value)})
+    limits = call(app, "GET", "/openapi.json").json()["components"]["schemas"]["Limits"]["properties"]
+    assert {name: limits[name]["description"] for name in limits} == {name: setting_help(name) for name in limits}

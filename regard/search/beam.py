@@ -33,9 +33,7 @@ from regard.data.tokenizer import BOS, EOS, PAD
 from regard.model.decoder import DecoderState
 from regard.model.encoder import EncoderOutput
 from regard.model.seq2seq import Seq2Seq
-from regard.search.greedy import Hypothesis, length_penalty, max_lengths, row_candidates
-
-STOPPING = ("exact", "first")
+from regard.search.common import STOPPING, Hypothesis, check_nbest, length_penalty, max_lengths, row_candidates
 
 
 @dataclass
@@ -50,9 +48,10 @@ class History:
     weights: list[torch.Tensor | None]
 
     def as_lists(self) -> History:
-        """The same history with plain lists of ints, for fast rebuilding."""
+        """The same history with plain lists of ints, and the weights on the CPU, for fast rebuilding."""
         lists = lambda ts: [t.tolist() if t is not None else None for t in ts]  # noqa: E731
-        return History(lists(self.tokens), lists(self.parents), lists(self.kept), self.weights)
+        weights = [w.cpu() if w is not None else None for w in self.weights]  # no copy on the CPU
+        return History(lists(self.tokens), lists(self.parents), lists(self.kept), weights)
 
     def rebuild(self, t: int, slot: int, src_len: int) -> tuple[list[int], torch.Tensor | None]:
         """Tokens (ending in ``</s>`` at step t) and attention (t+1, src_len) of one hypothesis."""
@@ -72,28 +71,27 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
                 nbest: int = 1, alpha: float = 1.0, max_ratio: float = 2.0,
                 stopping: str = "exact") -> list[list[Hypothesis]]:
     """src (B, S), src_lengths (B,) → per sentence, its ``nbest`` hypotheses, best first."""
-    if not 1 <= nbest <= beam:
-        raise ValueError(f"nbest must be between 1 and the beam size ({beam}), got {nbest}")
+    check_nbest(nbest, beam)
     if stopping not in STOPPING:
         raise ValueError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
-    B, K = src.shape[0], beam
+    B, K, device = src.shape[0], beam, src.device
     enc = model.encode(src, src_lengths)  # one row per sentence, shared by its hypotheses
     state = model.decoder.init_state(enc)  # one row (hypothesis) per sentence until the first step's K
     limit = max_lengths(src_lengths, max_ratio)
-    scores = torch.zeros(B, 1)  # (sentences, rows per sentence): log-probabilities of the live rows
-    prev = torch.full((B,), BOS, dtype=torch.long)
+    scores = torch.zeros(B, 1, device=device)  # (sentences, rows per sentence): log-probabilities of the live rows
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
     history = History([], [], [], [])
     found: list[list[tuple[float, int, int]]] = [[] for _ in range(B)]  # (score, step, slot)
-    nth_best = torch.full((B,), float("-inf"))  # n-th best finished score per sentence
+    nth_best = torch.full((B,), float("-inf"), device=device)  # n-th best finished score per sentence
     bound_lp = length_penalty(limit + 1, alpha).float()  # lp of the longest possible output
-    alive = torch.arange(B)  # the sentences still searched, in row order
+    alive = torch.arange(B, device=device)  # the sentences still searched, in row order
     for t in range(int(limit.max()) + 1):
         n, G = scores.shape
         must_end = (limit[alive] <= t).repeat_interleave(G)
         log_probs, words, state, weights = advance(model, prev, state, enc, scores.view(-1), K, must_end)
         top_scores, top_index = best_of_sentence(scores.view(-1, 1) + log_probs, n, K)  # (n, K)
         k = log_probs.shape[1]
-        parents = (top_index // k + torch.arange(n).unsqueeze(1) * G).view(-1)
+        parents = (top_index // k + torch.arange(n, device=device).unsqueeze(1) * G).view(-1)
         prev = words.view(n, G * k).gather(1, top_index).view(-1)
         history.tokens.append(prev)
         history.parents.append(parents)
@@ -114,7 +112,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
             break
         if done.any():  # finished sentences leave the batch
             keep = (~done).nonzero().squeeze(1)
-            slots = (keep.unsqueeze(1) * K + torch.arange(K)).view(-1)
+            slots = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
             alive, scores, prev = alive[keep], scores[keep], prev[slots]
             enc, state = enc.index_select(keep), state.index_select(parents[slots], keep)
             history.kept.append(slots)
@@ -122,7 +120,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
             state = state.index_select(parents)
             history.kept.append(None)
     history = history.as_lists()
-    return [_best(history, found[b], nbest, int(src_lengths[b])) for b in range(B)]
+    return [_best(history, found[b], nbest, n) for b, n in enumerate(src_lengths.tolist())]
 
 
 def advance(model: Seq2Seq, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput, scores: torch.Tensor,

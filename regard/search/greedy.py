@@ -1,86 +1,12 @@
-"""Batched greedy decoding, and what every search returns."""
+"""Batched greedy decoding."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from regard.data.tokenizer import BOS, EOS
 from regard.model.seq2seq import Seq2Seq
-
-
-@dataclass
-class Hypothesis:
-    """One output sentence.
-
-    tokens: target subword ids, without ``</s>``
-    score: log-probability (including ``</s>``) divided by the length penalty
-    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``; None
-        for ``attention: none``
-    """
-
-    tokens: list[int]
-    score: float
-    attention: torch.Tensor | None
-
-
-def length_penalty(length: int | torch.Tensor, alpha: float):
-    """GNMT length penalty ((5 + |Y|) / 6)^alpha; 1 when alpha is 0."""
-    return ((5.0 + length) / 6.0) ** alpha
-
-
-def max_lengths(src_lengths: torch.Tensor, max_ratio: float) -> torch.Tensor:
-    """Most output tokens (before ``</s>``) allowed per sentence: ratio × source + 4."""
-    return (src_lengths.float() * max_ratio).long() + 4
-
-
-def step_logits(model: Seq2Seq, prev: torch.Tensor, state, enc):
-    """Run the decoder one step from tokens ``prev`` (N,) → fp32 logits (N, V), state, weights."""
-    out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
-    return model.decoder.logits(out).float(), state, weights
-
-
-def top_k(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """x (N, V) → its k largest values per row and their columns, both (N, k), as ``x.topk(k)``.
-
-    On CPU, ``topk`` (and ``max`` with indices) over a 6,000-word row is slow next to the
-    vectorised row maximum ``amax``. So: take the maximum of every block of ``block``
-    columns, keep the k blocks with the largest maxima (plus the partial last block), and
-    rank only their columns. Every element of a dropped block is ≤ each of the k kept
-    maxima, so the k largest values all lie in kept blocks.
-    """
-    N, V = x.shape
-    k = min(k, V)
-    if V <= k * block:
-        return x.topk(k, dim=1)
-    blocked = x.unfold(1, block, block)  # (N, nb, block), a view of the whole blocks
-    nb = blocked.shape[1]
-    blocks = blocked.amax(dim=2).topk(k, dim=1).indices  # (N, k)
-    values = blocked[torch.arange(N).unsqueeze(1), blocks].view(N, k * block)
-    cols = (blocks.unsqueeze(2) * block + torch.arange(block)).view(N, k * block)
-    if nb * block < V:  # the partial last block is always a candidate
-        values = torch.cat([values, x[:, nb * block:]], dim=1)
-        cols = torch.cat([cols, torch.arange(nb * block, V).expand(N, -1)], dim=1)
-    best, where = values.topk(k, dim=1)
-    return best, cols.gather(1, where)
-
-
-def row_candidates(logits: torch.Tensor, k: int, must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """logits (N, V) → the k likeliest next words of every row: log-probs (N, k), words (N, k).
-
-    Greedy search takes k = 1. Beam search takes k = K: a sentence's K best continuations
-    come from at most K words per row, so it ranks K×K candidates per sentence, not K×V.
-    Rows where ``must_end`` (N,) is True offer only ``</s>``.
-    """
-    log_probs = torch.log_softmax(logits, dim=1)  # one fused pass: cheaper than logsumexp
-    best, words = top_k(log_probs, k)
-    if must_end.any():
-        only_eos = torch.full_like(best, float("-inf"))
-        only_eos[:, 0] = log_probs[:, EOS]
-        best = torch.where(must_end.unsqueeze(1), only_eos, best)
-        words = words.masked_fill(must_end.unsqueeze(1), EOS)
-    return best, words
+from regard.search.common import Hypothesis, length_penalty, max_lengths, row_candidates, step_logits
 
 
 @torch.no_grad()
@@ -93,14 +19,14 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
     """
     enc = model.encode(src, src_lengths)
     state = model.decoder.init_state(enc)
-    B, S = src.shape
+    (B, S), device = src.shape, src.device
     limit = max_lengths(src_lengths, max_ratio)
     steps = int(limit.max()) + 1
-    alive = torch.arange(B)  # the sentence of every row still decoding
-    prev = torch.full((B,), BOS, dtype=torch.long)
-    tokens = torch.full((B, steps), EOS, dtype=torch.long)
-    attn = torch.zeros(B, steps, S) if model.has_attention else None
-    total = torch.zeros(B)
+    alive = torch.arange(B, device=device)  # the sentence of every row still decoding
+    prev = torch.full((B,), BOS, dtype=torch.long, device=device)
+    tokens = torch.full((B, steps), EOS, dtype=torch.long, device=device)
+    attn = torch.zeros(B, steps, S, device=device) if model.has_attention else None
+    total = torch.zeros(B, device=device)
     for t in range(steps):
         logits, state, w = step_logits(model, prev, state, enc)
         best, prev = (c[:, 0] for c in row_candidates(logits, 1, limit[alive] <= t))
@@ -115,9 +41,11 @@ def greedy_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, 
             keep = live.nonzero().squeeze(1)
             alive, prev = alive[keep], prev[keep]
             enc, state = enc.index_select(keep), state.index_select(keep, keep)
+    attn = attn.cpu() if attn is not None else None  # no copy on the CPU
+    lengths, scores = src_lengths.tolist(), total.tolist()
     hyps = []
     for b, row in enumerate(tokens.tolist()):
         n = row.index(EOS)
-        att = attn[b, : n + 1, : int(src_lengths[b])] if attn is not None else None
-        hyps.append(Hypothesis(row[:n], float(total[b]) / length_penalty(n + 1, alpha), att))
+        att = attn[b, : n + 1, : lengths[b]] if attn is not None else None
+        hyps.append(Hypothesis(row[:n], scores[b] / length_penalty(n + 1, alpha), att))
     return hyps

@@ -19,38 +19,19 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 import regard
+from regard.search.common import check_nbest
 from regard.serving.batcher import Batcher
 from regard.serving.errors import ApiError, BodyLimit, install_error_handlers
 from regard.serving.schemas import (
     ErrorBody, Health, Hypothesis, Limits, ModelInfo, ModelsResponse, Result, TranslateRequest, TranslateResponse,
 )
+from regard.serving.settings import ServeSettings
 from regard.translator import Translation, Translator
 
 STATIC = Path(__file__).parent / "static"
 NO_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
                 "auto_configure": False}
 ERRORS = {status: {"model": ErrorBody} for status in (400, 404, 413, 415, 422)}
-
-
-@dataclass(frozen=True)
-class ServeSettings:
-    """Request limits and batching, fixed when the app is created."""
-
-    max_chars: int = 1000  # per text
-    max_texts: int = 64  # per request
-    max_beam: int = 10
-    batch_wait_ms: float = 5.0  # how long a batch waits for more requests
-    max_batch_texts: int = 256  # a batch stops gathering at this many texts
-
-    def __post_init__(self) -> None:
-        if min(self.max_chars, self.max_texts, self.max_beam, self.max_batch_texts) < 1 or self.batch_wait_ms < 0:
-            raise ValueError("max_chars, max_texts, max_beam and max_batch_texts must be at least 1, "
-                             "batch_wait_ms at least 0")
-
-    @property
-    def max_body_bytes(self) -> int:
-        """Largest request body accepted: room for max_texts texts of \\u-escaped characters."""
-        return self.max_texts * (12 * self.max_chars + 16) + 4096
 
 
 @dataclass(frozen=True)
@@ -88,8 +69,10 @@ def check_request(req: TranslateRequest, models: dict[str, Translator], settings
     beam = req.beam if req.beam is not None else default_beam(models[name], settings)
     if not 1 <= beam <= settings.max_beam:
         raise ApiError(422, f"beam must be between 1 and {settings.max_beam}, got {beam}")
-    if not 1 <= req.nbest <= beam:
-        raise ApiError(422, f"nbest must be between 1 and the beam size ({beam}), got {req.nbest}")
+    try:
+        check_nbest(req.nbest, beam)
+    except ValueError as err:
+        raise ApiError(422, str(err)) from None
     return Plan(name, list(texts), beam, req.nbest)
 
 

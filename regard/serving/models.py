@@ -21,15 +21,16 @@ def parse_model_spec(spec: str) -> tuple[str, str]:
     return name, folder
 
 
-def load_models(specs: list[str], precision: str = "fp32", stopping: str | None = None) -> dict[str, Translator]:
-    """Load every model; the order of ``specs`` is kept (the first is the default). ``stopping``
-    replaces each model's beam-search stopping rule."""
+def load_models(specs: list[str], precision: str = "fp32", stopping: str | None = None,
+                device: str = "auto") -> dict[str, Translator]:
+    """Load every model onto ``device``; the order of ``specs`` is kept (the first is the default).
+    ``stopping`` replaces each model's beam-search stopping rule."""
     models: dict[str, Translator] = {}
     for spec in specs:
         name, folder = parse_model_spec(spec)
         if name in models:
             raise RegardError(f"two models are named {name!r}: name them with --model NAME=DIR")
-        models[name] = Translator.load(folder, precision=precision)
+        models[name] = Translator.load(folder, precision=precision, device=device)
         if stopping:
             models[name].cfg.search.stopping = stopping
     return models

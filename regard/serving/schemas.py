@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from regard.serving.settings import setting_help
+
 
 class TranslateRequest(BaseModel):
     """Either ``text`` or ``texts``; the other fields are optional."""
@@ -57,9 +59,9 @@ class ModelInfo(BaseModel):
 
 
 class Limits(BaseModel):
-    max_chars: int
-    max_texts: int
-    max_beam: int
+    max_chars: int = Field(description=setting_help("max_chars"))
+    max_texts: int = Field(description=setting_help("max_texts"))
+    max_beam: int = Field(description=setting_help("max_beam"))
 
 
 class ModelsResponse(BaseModel):
