@@ -24,6 +24,7 @@ from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, TRANSLATE_W
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
+from regard.config import apply_overrides, config_from_dict
 from regard.data.prepare import build_tokenizers
 from regard.training import trainer
 from regard.search.common import STOPPING
@@ -31,9 +32,12 @@ from regard.pool import open_translator
 from regard.translator import PRECISIONS
 
 
-def train(prep: Prepared, out: Path, steps: int, precision: str, valid_sentences: int) -> dict:
-    """Train for ``steps`` (or until SIGINT); return timing points and checks."""
+def train(prep: Prepared, out: Path, steps: int, precision: str, valid_sentences: int,
+          overrides: list[str] = ()) -> dict:
+    """Train for ``steps`` (or until SIGINT), with ``SECTION.KEY=VALUE`` overrides; return timing
+    points and checks."""
     cfg = regard_config(prep, out, steps, precision=precision)
+    cfg = config_from_dict(apply_overrides(cfg.to_dict(), list(overrides)), source="--set")
     pairs = read_parallel(prep.clean("en"), prep.clean("fr"))
     valid = read_parallel(prep.original("val", "en"), prep.original("val", "fr"))[:valid_sentences]
     points: list[tuple[int, float, int]] = []
@@ -88,6 +92,8 @@ def main() -> None:
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--steps", required=True, type=int)
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="train.precision")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a value of the benchmark's config, e.g. train.grad_compression=bf16")
     p.add_argument("--valid-sentences", type=int, default=20)
     p = sub.add_parser("translate")
     p.add_argument("--model", required=True, type=Path)
@@ -104,7 +110,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     if args.command == "train":
-        result = train(Prepared.load(args.prep), args.out, args.steps, args.precision, args.valid_sentences)
+        result = train(Prepared.load(args.prep), args.out, args.steps, args.precision, args.valid_sentences,
+                       args.set)
     else:
         result = translate(args.model, args.src, args.out, args.beam, args.limit, args.precision, args.stopping,
                            args.workers)

@@ -25,7 +25,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from regard.config import Config, config_from_dict
+from regard.config import Config, config_from_dict, upgrade
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
 from regard.files import write_json
@@ -72,7 +72,7 @@ def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokeni
     folder = resolve_model_dir(path)
     meta = read_json(folder / "config.json")
     try:
-        cfg = config_from_dict(meta["config"], source=str(folder / "config.json"))
+        cfg = config_from_dict(upgrade(meta["config"]), source=str(folder / "config.json"))
         src_vocab, tgt_vocab = int(meta["src_vocab"]), int(meta["tgt_vocab"])
     except (KeyError, TypeError, ValueError) as err:
         raise RegardError(f"corrupt checkpoint file {folder / 'config.json'}: missing {err}") from None

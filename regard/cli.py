@@ -145,8 +145,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from regard.demo import run_demo
-    run_demo(args.out, args.steps, args.baseline_steps, args.seed)
+    from regard.demo import DEMO_SEED, run_demo
+    run_demo(args.out, args.steps, args.baseline_steps, DEMO_SEED if args.seed is None else args.seed)
 
 
 def cmd_data_fetch(args: argparse.Namespace) -> None:
@@ -359,7 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1200, help="training steps of the attention model (default 1200)")
     p.add_argument("--baseline-steps", type=int, default=1200,
                    help="training steps of the attention: none model (default 1200, the same budget)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the generated data and of training (default: 1)")
+    p.add_argument("--seed", type=int, help="seed of the generated data and of training (default: the one "
+                   "the README's figures come from)")
     p.set_defaults(func=cmd_demo)
     add_data_parser(sub)
     add_evaluate_parsers(sub)

@@ -176,6 +176,18 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     return cfg
 
 
+RENAMED = {"train.bf16": "train.precision"}  # old key → its replacement (models saved before the rename)
+
+
+def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
+    """A saved model's config with renamed keys written the current way (``train.bf16: true``
+    → ``train.precision: bf16``), so that models trained by earlier versions still load."""
+    train = dict(raw.get("train") or {})
+    if "bf16" in train:
+        train["precision"] = "bf16" if train.pop("bf16") else train.get("precision", "fp32")
+    return {**raw, "train": train} if "train" in raw else raw
+
+
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
     """Build a :class:`Config` from nested dicts, checking every key and value."""
     cfg = _build(Config, raw, prefix="", source=source)
@@ -193,6 +205,8 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            if f"{prefix}{key}" in RENAMED:
+                hint = f" (it is now '{RENAMED[prefix + key]}')"
             raise RegardError(f"{source}: unknown key '{prefix}{key}'{hint}; allowed: {', '.join(names)}")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):

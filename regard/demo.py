@@ -25,7 +25,10 @@ from regard.translator import Translator
 BUCKETS = [(1, 5), (6, 8), (9, 11), (12, 14), (15, 99)]
 
 
-def demo_config(out: Path, attention: str = "general", steps: int = 1200, seed: int = 1,
+DEMO_SEED = 2  # the generated data and training; the README's figures come from it
+
+
+def demo_config(out: Path, attention: str = "general", steps: int = 1200, seed: int = DEMO_SEED,
                 max_minutes: float = 3.0) -> Config:
     """A small model that learns the grammar in about two minutes on 2 CPU cores."""
     return Config(
@@ -65,7 +68,7 @@ def prepare_out_dir(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
 
-def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, seed: int = 1,
+def run_demo(out: str | Path, steps: int = 1200, baseline_steps: int = 1200, seed: int = DEMO_SEED,
              show_progress: bool = True, max_minutes: float = 3.0) -> dict:
     """Train both models, write ``model/``, ``attention.png``, ``demo.json``, ``accuracy.png``;
     return the summary.

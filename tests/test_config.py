@@ -68,3 +68,13 @@ def test_overrides_set_typed_values_and_are_checked_like_the_file():
     for bad in ("threads=1", "train.threads", "a.b.c=1"):
         with pytest.raises(RegardError, match="expected SECTION.KEY=VALUE"):
             load_config(EXAMPLE, [bad])
+
+
+def test_a_model_saved_with_the_old_bf16_key_loads_and_a_config_file_is_told_the_new_name():
+    from regard.config import upgrade
+    old = {"train": {"bf16": True, "seed": 4}, "model": {"attention": "dot", "encoder_hidden": 6, "decoder_hidden": 12}}
+    cfg = config_from_dict(upgrade(old))
+    assert (cfg.train.precision, cfg.train.seed) == ("bf16", 4)
+    assert config_from_dict(upgrade({"train": {"bf16": False}})).train.precision == "fp32"
+    with pytest.raises(RegardError, match=r"unknown key 'train.bf16' \(it is now 'train.precision'\)"):
+        config_from_dict({"train": {"bf16": True}})

@@ -199,3 +199,18 @@ def test_device_auto_is_the_cpu_here_and_cuda_is_a_clear_error(tmp_path, grammar
     with pytest.raises(RegardError, match="train.device 'cuda': CUDA is not available"):
         train(cfg, data=grammar_data, show_progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_gloo_all_reduce_with_fp16_compression_learns_the_same_and_bf16_is_for_nccl(tmp_path, grammar_data):
+    """Ranks on one machine average through shared memory; with compression they use gloo's
+    all-reduce of fp16 gradients instead: the same model up to fp16 rounding."""
+    runs = {}
+    for name, compression in (("shm", "none"), ("fp16", "fp16")):
+        cfg = tiny_config(tmp_path / name, steps=6)
+        cfg.model.dropout, cfg.train.workers, cfg.train.grad_compression = 0.0, 2, compression
+        runs[name] = weights(train(cfg, data=grammar_data, show_progress=False) / "last")
+    assert max(float((runs["shm"][k] - runs["fp16"][k]).abs().max()) for k in runs["shm"]) < 1e-2
+    cfg = tiny_config(tmp_path / "bf16", steps=2)
+    cfg.train.workers, cfg.train.grad_compression = 2, "bf16"
+    with pytest.raises(RegardError, match="grad_compression: bf16 needs NCCL"):
+        train(cfg, data=grammar_data, show_progress=False)

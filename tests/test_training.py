@@ -116,6 +116,22 @@ def test_a_crash_between_renames_is_recovered(tmp_path, trained_run):
     assert resolve_model_dir(run / "last") == run / ".last.old"
 
 
+def test_resume_after_a_crash_between_renames_uses_the_complete_copy(tmp_path, trained_run, grammar_data):
+    """Killed after 'last' became '.last.old' and before '.last.tmp' became 'last': --resume
+    puts the complete copy back (the half-written one is never trusted) and continues."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / "last").rename(run / ".last.old")
+    (run / ".last.tmp").mkdir()
+    (run / ".last.tmp" / "model.safetensors").write_bytes(b"half")
+    cfg = tiny_config(run, steps=64)
+    cfg.train.eval_every = 30
+    train(cfg, resume=True, data=grammar_data, show_progress=False)
+    assert json.loads((run / "last" / "trainer.json").read_text())["step"] == 64
+    assert not (run / ".last.old").exists() and not (run / ".last.tmp").exists()
+
+
 def test_corrupt_checkpoints_are_clear_errors(tmp_path, trained_run):
     import shutil
     for name, damage, message in [

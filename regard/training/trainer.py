@@ -37,8 +37,9 @@ from regard.model.seq2seq import Seq2Seq
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
 from regard.training import distributed as dist
 from regard.training.logger import ScalarLog
-from regard.training.precision import Autocast, autocast_for
+from regard.training.amp import Autocast, autocast_for
 from regard.training.progress import Reporter
+from regard.training.shared_reduce import SharedMemoryReducer, shared_memory_hook
 from regard.training.state import load_trainer_state, save_trainer_state
 from regard.translator import Translator
 
@@ -130,7 +131,7 @@ def wrap(model: Seq2Seq, cfg: Config, ranks: dist.Ranks, device: torch.device) -
     if ranks.world == 1:
         return net
     ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                  gradient_as_bucket_view=True)
+                                  gradient_as_bucket_view=True, bucket_cap_mb=float(os.environ.get("TMP_BUCKET", 25)))
     if cfg.train.grad_compression != "none":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
         ddp.register_comm_hook(None, getattr(default_hooks, f"{cfg.train.grad_compression}_compress_hook"))
