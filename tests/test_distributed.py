@@ -209,7 +209,8 @@ def test_gloo_all_reduce_with_fp16_compression_learns_the_same_and_bf16_is_for_n
         cfg = tiny_config(tmp_path / name, steps=6)
         cfg.model.dropout, cfg.train.workers, cfg.train.grad_compression = 0.0, 2, compression
         runs[name] = weights(train(cfg, data=grammar_data, show_progress=False) / "last")
-    assert max(float((runs["shm"][k] - runs["fp16"][k]).abs().max()) for k in runs["shm"]) < 1e-2
+    diffs = torch.cat([(runs["shm"][k] - runs["fp16"][k]).abs().flatten() for k in runs["shm"]])
+    assert diffs.isfinite().all() and float(diffs.mean()) < 1e-3 and float(diffs.max()) < 0.05  # Adam: ±lr a step
     cfg = tiny_config(tmp_path / "bf16", steps=2)
     cfg.train.workers, cfg.train.grad_compression = 2, "bf16"
     with pytest.raises(RegardError, match="grad_compression: bf16 needs NCCL"):

@@ -91,8 +91,12 @@ def init_process_group(ranks: Ranks, device: torch.device) -> None:
                                 rank=ranks.rank, world_size=ranks.world, timeout=TIMEOUT)
 
 
-def close_process_group() -> None:
+def close_process_group(wait_for_all: bool = False) -> None:
+    """Leave the process group (``wait_for_all``: once every rank has come to leave it too,
+    so that no rank tears down its connections while another still uses them)."""
     if dist.is_available() and dist.is_initialized():
+        if wait_for_all:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -12,8 +12,6 @@ the slots of call k - 1, after every rank has passed the barrier of call k, that
 every rank has finished reading call k - 1's slots.
 """
 
-from __future__ import annotations
-
 import os
 import tempfile
 import uuid
@@ -34,7 +32,7 @@ class SharedMemoryReducer:
         self.folder = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
 
     @classmethod
-    def create(cls, rank: int, world: int) -> SharedMemoryReducer:
+    def create(cls, rank: int, world: int) -> "SharedMemoryReducer":
         """Every rank's reducer, sharing rank 0's file names (a collective call)."""
         box = [uuid.uuid4().hex if rank == 0 else None]
         dist.broadcast_object_list(box, src=0)
@@ -64,8 +62,9 @@ class SharedMemoryReducer:
         return grads.div_(self.world)
 
 
-def shared_memory_hook(state: SharedMemoryReducer, bucket: dist.GradBucket) -> torch.futures.Future:
-    """DDP comm hook: average ``bucket`` through ``state``'s shared memory."""
+def shared_memory_hook(state: SharedMemoryReducer, bucket: dist.GradBucket) -> torch.futures.Future[torch.Tensor]:
+    """DDP comm hook: average ``bucket`` through ``state``'s shared memory (DDP checks these
+    annotations, so this module does not postpone them)."""
     future: torch.futures.Future = torch.futures.Future()
     future.set_result(state.average(bucket.index(), bucket.buffer()))
     return future

@@ -131,10 +131,15 @@ def wrap(model: Seq2Seq, cfg: Config, ranks: dist.Ranks, device: torch.device) -
     if ranks.world == 1:
         return net
     ddp = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                  gradient_as_bucket_view=True, bucket_cap_mb=float(os.environ.get("TMP_BUCKET", 25)))
-    if cfg.train.grad_compression != "none":
+                                  gradient_as_bucket_view=True)
+    compression = cfg.train.grad_compression
+    if compression == "bf16" and device.type != "cuda":
+        raise RegardError("train.grad_compression: bf16 needs NCCL (CUDA devices); use fp16 or none on CPUs")
+    if compression != "none":
         from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
-        ddp.register_comm_hook(None, getattr(default_hooks, f"{cfg.train.grad_compression}_compress_hook"))
+        ddp.register_comm_hook(None, getattr(default_hooks, f"{compression}_compress_hook"))
+    elif device.type == "cpu" and ranks.local_world == ranks.world:  # one machine: no need for TCP
+        ddp.register_comm_hook(SharedMemoryReducer.create(ranks.rank, ranks.world), shared_memory_hook)
     return ddp
 
 
@@ -213,17 +218,22 @@ def train_rank(cfg: Config, ranks: dist.Ranks | None, resume: bool, data: tuple[
     ranks = ranks or dist.Ranks.from_env()
     device = setup_process(cfg, ranks)
     dist.init_process_group(ranks, device)
+    run = None
     try:
         run = prepare(cfg, ranks, device, resume, data, tokenizers)
-        if run.progress.step >= cfg.train.max_steps:
-            return run.out
-        return loop(run, show_progress and ranks.is_main, on_step)
+        if run.progress.step < cfg.train.max_steps:
+            loop(run, show_progress and ranks.is_main, on_step)
+        run.net = None  # DDP holds the process group: it goes first, while every rank is there
+        dist.close_process_group(wait_for_all=True)
+        return run.out
     except torch.distributed.DistError as err:  # a rank has gone: say so in a line, not a C++ traceback
         raise RegardError(f"rank {ranks.rank} lost the other training processes: "
                           f"{str(err).splitlines()[0]}") from None
     except RegardError as err:
         raise RegardError(f"[rank {ranks.rank}] {err}" if ranks.rank else str(err)) from None
     finally:
+        if run is not None:
+            run.net = None
         dist.close_process_group()
 
 
