@@ -50,6 +50,7 @@ def test_the_time_left_is_the_sooner_of_the_steps_and_the_time_limit():
 
 
 def run_train(tmp_path: Path, *flags: str) -> str:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config = write_data(tmp_path, steps=30, eval_every=30)
     done = subprocess.run([sys.executable, "-m", "regard", "train", "--config", str(config), *flags],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -62,7 +63,6 @@ def test_regard_train_in_a_pipe_prints_lines_and_quiet_prints_none(tmp_path):
     steps = [line.split()[1] for line in err.splitlines() if line.startswith("step ") and "/" in line.split()[1]]
     assert steps == ["10/30", "20/30", "30/30"] and "\r" not in err
     assert "step 30: valid loss" in err and "done: best model in" in err
-    (tmp_path / "b").mkdir()
     quiet = run_train(tmp_path / "b", "--quiet")
     assert not any(line.startswith("step ") and "/" in line.split()[1] for line in quiet.splitlines())
     assert "step 30: valid loss" in quiet

@@ -79,8 +79,9 @@ def lr_at(step: int, cfg: Config) -> float:
 
 @torch.no_grad()
 def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
-             valid: Pairs, valid_examples: list[Example], device: torch.device) -> tuple[float, float]:
-    """Validation loss per token (no smoothing) and cased sacreBLEU."""
+             valid: Pairs, valid_examples: list[Example], device: torch.device | None = None) -> tuple[float, float]:
+    """Validation loss per token (no smoothing) and cased sacreBLEU (on ``device``: the model's by default)."""
+    device = device or next(model.parameters()).device
     model.eval()
     total, tokens = 0.0, 0
     for idx in batch_indices(valid_examples, cfg.train.batch_tokens, seed=0, epoch=0):
