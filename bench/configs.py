@@ -36,7 +36,7 @@ SETTINGS = {
 
 NOTES = {
     "regard": [
-        "training: train.workers 2, i.e. 2 DistributedDataParallel processes (gloo) of 1 thread, each computing "
+        "training: train.workers 2, i.e. 2 DistributedDataParallel processes of 1 thread (gradients averaged in shared memory), each computing "
         "the gradient of half of every batch; peak RSS adds the second process's to the first's",
         "translation batch: 128 sentences (x beam hypotheses), sorted by length; a sentence leaves the batch "
         "when its search is over",
