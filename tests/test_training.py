@@ -245,3 +245,20 @@ def test_training_bounds_the_onednn_kernel_caches_unless_told_otherwise(tmp_path
     cfg.train.kernel_cache = kernel_cache
     train(cfg, data=grammar_data, show_progress=False)
     assert [os.environ.get(name) for name in CACHES] == [expected, expected]
+
+
+def test_a_run_saved_before_the_device_and_precision_keys_resumes(tmp_path, trained_run, grammar_data):
+    """An older last/config.json (train.bf16, none of the newer keys) is read with its defaults
+    filled in: resuming it is not refused for keys it never had."""
+    import shutil
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    meta = json.loads((run / "last" / "config.json").read_text())
+    for key in ("device", "precision", "grad_compression", "save_every", "log_every"):
+        meta["config"]["train"].pop(key)
+    meta["config"]["train"]["bf16"] = False
+    (run / "last" / "config.json").write_text(json.dumps(meta))
+    cfg = tiny_config(run, steps=62)
+    cfg.train.eval_every = 30
+    train(cfg, resume=True, data=grammar_data, show_progress=False)
+    assert json.loads((run / "last" / "trainer.json").read_text())["step"] == 62

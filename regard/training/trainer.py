@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from regard.checkpoint import load_model_dir, read_json, save_model_dir
+from regard.checkpoint import load_model_dir, save_model_dir
 from regard.config import Config, differing_keys
 from regard.data.batching import Batch, Example, batch_indices, collate
 from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, load_pairs, spread
@@ -253,29 +253,26 @@ def setup_process(cfg: Config, ranks: dist.Ranks) -> torch.device:
     return device
 
 
-def check_resumable(cfg: Config, folder: Path) -> None:
+def check_resumable(cfg: Config, saved: Config, folder: Path) -> None:
     """A resumed run must learn the same thing: an error naming every key that differs."""
-    saved = read_json(folder / "config.json").get("config", {})
-    changed = [k for k in differing_keys(saved, cfg.to_dict()) if k not in RESUMABLE]
+    changed = [k for k in differing_keys(saved.to_dict(), cfg.to_dict()) if k not in RESUMABLE]
     if changed:
         raise RegardError(f"the config differs from the run being resumed ({folder}) in: {', '.join(changed)}; "
                           "train into another train.out_dir, or undo those changes")
 
 
-def start_state(cfg: Config, out: Path, resume: bool) -> bool:
+def start_state(out: Path, resume: bool, ranks: dist.Ranks) -> bool:
     """Whether to resume: asked for, or a job that torchrun restarted after a failure."""
     last = out / "last"
-    resume = resume or (dist.restarted() and (last / "trainer.json").is_file())
-    if last.exists() and not resume:
+    restarted = dist.restarted() and (last / "trainer.json").is_file()
+    if last.exists() and not (resume or restarted):
         raise RegardError(f"{out} already holds a training run: use --resume to continue it, "
                           "or choose another train.out_dir")
-    if resume and not (last / "trainer.json").is_file():
+    if (resume or restarted) and not (last / "trainer.json").is_file():
         raise RegardError(f"nothing to resume: {last} has no training state")
-    if resume:
-        check_resumable(cfg, last)
-        if dist.restarted() and dist.Ranks.from_env().is_main:
-            print(f"torchrun restarted this job: resuming from {last}", file=sys.stderr, flush=True)
-    return resume
+    if restarted and ranks.is_main:
+        print(f"torchrun restarted this job: resuming from {last}", file=sys.stderr, flush=True)
+    return resume or restarted
 
 
 def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
@@ -283,11 +280,12 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
     """Data, tokenizers, model and optimizer, fresh or from ``out/last``."""
     out = Path(cfg.train.out_dir)
     recover_folder(out / "last")
-    resume = start_state(cfg, out, resume)
+    resume = start_state(out, resume, ranks)
+    if resume:  # its saved config (defaults filled in, old keys upgraded) is checked before any data is read
+        model, saved, src_tok, tgt_tok = load_model_dir(out / "last")
+        check_resumable(cfg, saved, out / "last")
     train_pairs, valid_pairs = data or load_pairs(cfg, report=ranks.is_main)
-    if resume:
-        model, _, src_tok, tgt_tok = load_model_dir(out / "last")
-    else:
+    if not resume:
         protos = [t.proto for t in tokenizers(cfg, train_pairs)] if ranks.is_main else None
         src_tok, tgt_tok = (Tokenizer(p) for p in dist.from_main(protos))
         torch.manual_seed(cfg.train.seed)
