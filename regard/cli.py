@@ -15,6 +15,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Iterator
 
+from regard.alignment.commands import add_align_parsers
 from regard.errors import Interrupted, RegardError
 from regard.options import add_inference_options, check_inference_options, flag
 from regard.serving.settings import ServeSettings, SettingError
@@ -30,6 +31,8 @@ EXAMPLES = """examples:
   regard serve --model att=runs/demo/attention --model none=runs/demo/baseline --port 8000
   regard data fetch multi30k --from ../shared/data
   regard evaluate --model runs/att --model runs/none --corpus multi30k --json-out r.json --plot bleu.png
+  regard align --model runs/en-fr --reverse-model runs/fr-en --src test.e --tgt test.f -o links.txt
+  regard evaluate-alignment --gold test.wa --links links.txt --src test.e --tgt test.f
 """
 
 
@@ -365,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(sub)
     add_evaluate_parsers(sub)
     add_serve_parser(sub)
+    add_align_parsers(sub)
     return parser
 
 

@@ -137,6 +137,21 @@ class Translator:
                                           [] if self.has_attention else None)]
         return results
 
+    def align(self, sources: list[str], targets: list[str], rule: str = "argmax", threshold: float = 0.3,
+              src_lang: str = "none", tgt_lang: str = "none", capitalize: bool = False) -> list:
+        """Word links and attention of each given translation (teacher-forced): a list of
+        :class:`regard.alignment.forced.Alignment`, on the texts' space-separated tokens.
+
+        rule: ``argmax``, ``threshold`` or ``both`` (:data:`regard.alignment.links.RULES`).
+        src_lang/tgt_lang: for tokenised input, the rules that rebuild ordinary text
+        (:data:`regard.alignment.detok.LANGUAGES`); capitalize: upper-case the first letter.
+        """
+        from regard.alignment.forced import align_pairs
+        if len(sources) != len(targets):
+            raise ValueError(f"{len(sources)} sources but {len(targets)} targets")
+        return align_pairs(self, [s.split() for s in sources], [t.split() for t in targets], rule, threshold,
+                           src_lang, tgt_lang, capitalize)
+
     def batches(self, texts: list[str], batch_size: int, ids: list[list[int]] | None = None) -> list[list[int]]:
         """The indices of the non-empty ``texts`` sorted by subword length, in batches of
         ``batch_size`` sentences (a beam batch holds ``batch_size`` × beam hypotheses)."""

@@ -62,6 +62,15 @@ class Tokenizer:
         """Normalised text → subword ids (no BOS/EOS)."""
         return self.sp.encode(normalize(text), out_type=int)
 
+    def encode_with_spans(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Subword ids of ``text`` (already normalised) and each piece's ``(start, end)``
+        character offsets in it; a piece that starts a word may cover the space before it."""
+        proto = self.sp.encode(text, return_type="proto")
+        char_of_byte = [k for k, ch in enumerate(text) for _ in range(len(ch.encode("utf-8")))]
+        char_of_byte.append(len(text))
+        return ([p.id for p in proto.pieces],
+                [(char_of_byte[p.begin], char_of_byte[p.end]) for p in proto.pieces])
+
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self.sp.encode([normalize(t) for t in texts], out_type=int)
 
