@@ -170,3 +170,19 @@ def test_align_and_evaluate_alignment_commands(trained_run, tmp_path, capsys):
     tgt.write_text("le chat noir\n")
     assert main(["align", "--model", model, "--src", str(src), "--tgt", str(tgt)]) == 2
     assert "line-aligned" in capsys.readouterr().err
+
+
+def test_tokenize_writes_what_the_gold_sets_write_and_detokenize_undoes_it():
+    from regard.alignment.detok import tokenize
+    tokens = tokenize("Je n'ai pas l'avis du ministre, aux gens d'Europe aujourd'hui.", "fr")
+    assert tokens == "je ne ai pas le avis de le ministre , à les gens de europe aujourd' hui .".split()
+    assert detokenize(tokens, "fr", capitalize=True).text == "Je n'ai pas l'avis du ministre, aux gens d'europe aujourd'hui."
+    assert tokenize("I don't think the minister's view (today) is right.", "en") == \
+        "i do n't think the minister 's view ( today ) is right .".split()
+
+
+def test_links_picture(tmp_path):
+    from regard.alignment.plot import plot_links
+    path = plot_links([[0.9, 0.1], [0.2, 0.8]], ["black", "cat"], ["chat", "noir"], tmp_path / "a.png",
+                      GoldAlignment({(1, 0)}, {(0, 1)}), {(0, 0), (1, 1)}, title="t")
+    assert path.stat().st_size > 5000

@@ -9,6 +9,7 @@ tokens (:func:`tokens_of_words`): "du" aligned to "of the" links both "de" and "
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 VOWELS = set("aeiouyhàâäéèêëîïôöûùüœæ")
@@ -97,6 +98,21 @@ def _vowel(word: str) -> bool:
 
 def _same_case(word: str, model: str) -> str:
     return word[0].upper() + word[1:] if model[:1].isupper() else word
+
+
+_WORDS = {"en": re.compile(r"n't|'\w+|\w+(?=n't)|\w+|[^\w\s]"), "fr": re.compile(r"\w+'|\w+|[^\w\s]")}
+
+
+def tokenize(text: str, language: str = "none") -> list[str]:
+    """Ordinary text → tokens the way the gold sets write them: lower-cased, punctuation split
+    off, and the contractions and elisions of ``language``'s rules expanded (the inverse of
+    :func:`detokenize`: "l'avis du" → "le avis de le")."""
+    rules = LANGUAGES[language]
+    words = _WORDS.get(language, _WORDS["fr"]).findall(text.lower().replace("\u2019", "'"))
+    expand = {short: list(pair) for pair, short in rules.contractions.items()}
+    for full, elided in reversed(list(rules.elisions.items())):  # the first full form wins: l' → le
+        expand[elided] = [full]
+    return [token for word in words for token in expand.get(word, [word])]
 
 
 def tokens_of_words(spans: list[tuple[int, int]], word_spans: list[tuple[int, int]]) -> list[int]:

@@ -1,0 +1,136 @@
+"""Attention as alignment against a real aligner (docs/ALIGNMENT.md).
+
+    python -m bench.alignment corpus     # runs/alignment-data/{train,valid}.{en,fr}: Multi30k + Tatoeba
+    regard train --config recipes/alignment-en-fr.yaml   # and recipes/alignment-fr-en.yaml
+    python -m bench.alignment eflomal    # eflomal (own venv) on the same text + the gold sentences
+    python -m bench.alignment regard     # regard align with both models, every rule and symmetrisation
+    python -m bench.alignment report     # the table of docs/ALIGNMENT.md from what the steps wrote
+
+The corpus is the two shared corpora's training splits together (as ``regard data fetch``
+derives them; fetch both first, e.g. ``--from ../shared/data``). eflomal learns from the same
+pairs, tokenised the way the gold is (:func:`regard.alignment.detok.tokenize`), plus the 484
+gold sentence pairs' text (never their links): a statistical aligner must see the sentences
+it aligns. The gold is the Hansards NAACL 2003 set: dev (37 pairs) to choose the rule and
+threshold, test (447) to report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.install import default_cache
+from regard.data.corpora import corpus_dir
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "runs" / "alignment-data"
+RESULTS = REPO / "runs" / "alignment"
+GOLD = REPO.parent / "shared" / "data" / "alignment"
+CORPORA = {"multi30k": ("train", "val"), "tatoeba": ("train", "valid")}
+EFLOMAL = "eflomal==2.0.0"
+
+
+def build_corpus(out: Path = DATA) -> None:
+    """Concatenate the corpora's train and validation splits into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for side in ("en", "fr"):
+        for split, index in (("train", 0), ("valid", 1)):
+            with (out / f"{split}.{side}").open("w", encoding="utf-8") as handle:
+                for name, splits in CORPORA.items():
+                    handle.write((corpus_dir(name) / f"{splits[index]}.{side}").read_text(encoding="utf-8"))
+    counts = {f.name: sum(1 for _ in f.open()) for f in sorted(out.iterdir())}
+    print(json.dumps(counts))
+
+
+def gold_sets() -> dict[str, tuple[list[list[str]], list[list[str]], list]]:
+    """``{"dev": (English tokens, French tokens, gold), "test": ...}`` from ``../shared``."""
+    from regard.alignment.gold import read_naacl, read_tokens
+    sets = {}
+    for name in ("dev", "test"):
+        en, fr = read_tokens(GOLD / f"{name}.e"), read_tokens(GOLD / f"{name}.f")
+        sets[name] = en, fr, read_naacl(GOLD / f"{name}.wa.nonullalign", [len(s) for s in en], [len(t) for t in fr])
+    return sets
+
+
+def eflomal_python(cache: Path) -> Path:
+    """eflomal's own venv under the bench cache (created once)."""
+    venv = cache / "venvs" / "eflomal"
+    python = venv / "bin" / "python"
+    if not (venv / "bin" / "eflomal-align").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", EFLOMAL],
+                       check=True)
+    return python
+
+
+def run_eflomal(out: Path = RESULTS / "eflomal") -> dict:
+    """Align Regard's training text plus the gold sentences with eflomal; score both sets."""
+    from regard.alignment.detok import tokenize
+    from regard.alignment.links import parse_pharaoh
+    from regard.data.text import iter_parallel
+    sets = gold_sets()
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with (out / "corpus.en").open("w") as en, (out / "corpus.fr").open("w") as fr:
+        for s, t in iter_parallel(DATA / "train.en", DATA / "train.fr"):
+            en.write(" ".join(tokenize(s, "en")) + "\n")
+            fr.write(" ".join(tokenize(t, "fr")) + "\n")
+        for src, tgt, _ in sets.values():
+            en.writelines(" ".join(s).lower() + "\n" for s in src)
+            fr.writelines(" ".join(t).lower() + "\n" for t in tgt)
+    tokenised = time.perf_counter() - start
+    align = eflomal_python(default_cache()).parent / "eflomal-align"
+    subprocess.run([str(align), "--overwrite", "-s", str(out / "corpus.en"), "-t", str(out / "corpus.fr"),
+                    "-f", str(out / "forward.links"), "-r", str(out / "reverse.links")], check=True)
+    seconds = time.perf_counter() - start - tokenised
+    n_gold = sum(len(src) for src, _, _ in sets.values())
+    directions = {}
+    for name in ("forward", "reverse"):
+        lines = (out / f"{name}.links").read_text().splitlines()[-n_gold:]
+        directions[name] = [parse_pharaoh(line) for line in lines]
+    first = len(sets["dev"][0])
+    split = {"dev": slice(0, first), "test": slice(first, n_gold)}
+    rows = score_directions({k: {d: v[split[k]] for d, v in directions.items()} for k in split}, sets)
+    result = {"system": "eflomal", "version": EFLOMAL, "pairs": n_gold + sum(1 for _ in open(DATA / "train.en")),
+              "tokenise_s": round(tokenised, 1), "align_s": round(seconds, 1), "rows": rows}
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def score_directions(links: dict[str, dict[str, list[set]]], sets: dict) -> list[dict]:
+    """AER, precision and recall of each direction and symmetrisation on each gold set.
+
+    ``links[set]["forward"]`` are English→French links, ``["reverse"]`` French→English ones
+    already in (English, French) orientation.
+    """
+    from regard.alignment.score import score
+    from regard.alignment.symmetrize import SYMMETRIZATIONS, symmetrize
+    rows = []
+    for name, (_, _, gold) in sets.items():
+        fwd, rev = links[name]["forward"], links[name]["reverse"]
+        variants = {"en→fr": fwd, "fr→en": rev}
+        variants.update({m: [symmetrize(f, r, m) for f, r in zip(fwd, rev)] for m in SYMMETRIZATIONS})
+        for method, predicted in variants.items():
+            rows.append({"set": name, "method": method, **score(predicted, gold).to_dict()})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.alignment", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("step", choices=["corpus", "eflomal"])
+    args = parser.parse_args(argv)
+    if args.step == "corpus":
+        build_corpus()
+    elif args.step == "eflomal":
+        for row in run_eflomal()["rows"]:
+            print(f"{row['set']:5} {row['method']:20} AER {100 * row['aer']:5.1f}  P {100 * row['precision']:5.1f}"
+                  f"  R {100 * row['recall']:5.1f}")
+
+
+if __name__ == "__main__":
+    main()
