@@ -119,17 +119,80 @@ def score_directions(links: dict[str, dict[str, list[set]]], sets: dict) -> list
     return rows
 
 
+RULE_GRID = [("argmax", 0.0)] + [(rule, t) for rule in ("threshold", "both") for t in (0.1, 0.2, 0.3, 0.4, 0.5)]
+
+
+def run_regard(forward_model: Path, reverse_model: Path, name: str = "attention") -> dict:
+    """Score attention links of both models, for every rule of :data:`RULE_GRID`; the rule
+    of each row is the one with the lowest AER on dev, so test is scored once per row."""
+    from regard.alignment.forced import attend_pairs, on_tokens
+    from regard.alignment.links import transpose
+    from regard.translator import Translator
+    sets = gold_sets()
+    attended = {}
+    start = time.perf_counter()
+    for direction, model, langs in (("forward", forward_model, ("en", "fr")), ("reverse", reverse_model, ("fr", "en"))):
+        translator = Translator.load(model)
+        for set_name, (en, fr, _) in sets.items():
+            src, tgt = (en, fr) if direction == "forward" else (fr, en)
+            attended[direction, set_name] = attend_pairs(translator, src, tgt, *langs, capitalize=True)
+    seconds = time.perf_counter() - start
+    by_rule = {}
+    for rule, threshold in RULE_GRID:
+        links = {set_name: {d: [on_tokens(*a, rule, threshold).links for a in attended[d, set_name]]
+                            for d in ("forward", "reverse")} for set_name in sets}
+        for set_name in sets:
+            links[set_name]["reverse"] = [transpose(x) for x in links[set_name]["reverse"]]
+        by_rule[rule, threshold] = score_directions(links, sets)
+    rows = []
+    for method in {r["method"]: None for r in next(iter(by_rule.values()))}:
+        best = min(by_rule, key=lambda k: next(r["aer"] for r in by_rule[k] if r["set"] == "dev" and r["method"] == method))
+        rows += [{**r, "rule": best[0], "threshold": best[1]} for r in by_rule[best] if r["method"] == method]
+    unknown = {d: [sum(x[0].unknown for x in attended[d, "test"]), sum(len(x[0].tokens) for x in attended[d, "test"])]
+               for d in ("forward", "reverse")}
+    result = {"system": name, "models": [str(forward_model), str(reverse_model)], "attend_s": round(seconds, 1),
+              "unknown_test_tokens": {"en": unknown["forward"], "fr": unknown["reverse"]}, "rows": rows}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def report() -> str:
+    """The markdown table of every result file in ``runs/alignment``."""
+    lines = ["| system | method | rule | dev AER | test AER | test precision | test recall |",
+             "|---|---|---|---:|---:|---:|---:|"]
+    for path in sorted(RESULTS.glob("*.json")) + sorted(RESULTS.glob("*/results.json")):
+        result = json.loads(path.read_text())
+        rows = result["rows"]
+        for row in (r for r in rows if r["set"] == "test"):
+            dev = next(r for r in rows if r["set"] == "dev" and r["method"] == row["method"])
+            rule = row.get("rule", "")
+            rule = f"{rule} {row['threshold']}" if rule in ("threshold", "both") else rule
+            lines.append(f"| {result['system']} | {row['method']} | {rule} | {100 * dev['aer']:.1f} | "
+                         f"{100 * row['aer']:.1f} | {100 * row['precision']:.1f} | {100 * row['recall']:.1f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alignment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["corpus", "eflomal"])
+    parser.add_argument("step", choices=["corpus", "eflomal", "regard", "report"])
+    parser.add_argument("--forward", type=Path, default=REPO / "runs" / "alignment-en-fr",
+                        help="en→fr model (regard step)")
+    parser.add_argument("--reverse", type=Path, default=REPO / "runs" / "alignment-fr-en",
+                        help="fr→en model (regard step)")
+    parser.add_argument("--name", default="attention", help="label of the regard step's results")
     args = parser.parse_args(argv)
     if args.step == "corpus":
         build_corpus()
     elif args.step == "eflomal":
-        for row in run_eflomal()["rows"]:
-            print(f"{row['set']:5} {row['method']:20} AER {100 * row['aer']:5.1f}  P {100 * row['precision']:5.1f}"
-                  f"  R {100 * row['recall']:5.1f}")
+        run_eflomal()
+        print(report())
+    elif args.step == "regard":
+        run_regard(args.forward, args.reverse, args.name)
+        print(report())
+    else:
+        print(report())
 
 
 if __name__ == "__main__":

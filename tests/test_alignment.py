@@ -186,3 +186,16 @@ def test_links_picture(tmp_path):
     path = plot_links([[0.9, 0.1], [0.2, 0.8]], ["black", "cat"], ["chat", "noir"], tmp_path / "a.png",
                       GoldAlignment({(1, 0)}, {(0, 1)}), {(0, 0), (1, 1)}, title="t")
     assert path.stat().st_size > 5000
+
+
+def test_guide_spreads_word_links_over_subwords_and_the_loss_prefers_the_guide():
+    from regard.alignment.guide import guide_matrix, guided_loss
+    # source words: "black"(pieces 0,1) "cat"(2); target words: "chat"(0) "noir"(1, 2); noir-black, chat-cat
+    guide = guide_matrix({(0, 1), (1, 0)}, [0, 0, 1], [0, 1, 1])
+    assert guide.tolist() == [[0, 0, 1], [0.5, 0.5, 0], [0.5, 0.5, 0]]
+    assert guide_matrix(set(), [0], [0, 1]).sum() == 0  # no links: nothing guided
+    close = torch.tensor([[[0.05, 0.05, 0.9], [0.45, 0.45, 0.1], [0.45, 0.45, 0.1]]])
+    far = torch.tensor([[[0.9, 0.05, 0.05], [0.05, 0.05, 0.9], [0.1, 0.1, 0.8]]])
+    assert guided_loss(close, guide[None]) < guided_loss(far, guide[None])
+    unguided = torch.zeros(1, 3, 3)
+    assert guided_loss(far, unguided) == 0

@@ -71,13 +71,21 @@ def align_pairs(translator, sources: list[list[str]], targets: list[list[str]], 
                 threshold: float = DEFAULT_THRESHOLD, src_lang: str = "none", tgt_lang: str = "none",
                 capitalize: bool = False, batch_size: int = 64) -> list[Alignment]:
     """Links and attention for each (source tokens, target tokens) pair, with ``translator``'s model."""
+    attended = attend_pairs(translator, sources, targets, src_lang, tgt_lang, capitalize, batch_size)
+    return [on_tokens(s, t, w, rule, threshold) for s, t, w in attended]
+
+
+def attend_pairs(translator, sources: list[list[str]], targets: list[list[str]], src_lang: str = "none",
+                 tgt_lang: str = "none", capitalize: bool = False,
+                 batch_size: int = 64) -> list[tuple[Side, Side, Matrix]]:
+    """Each pair's two :class:`Side` and its (target × source) model-word attention, for
+    :func:`on_tokens` to read links from with any rule."""
     if not translator.has_attention:
         from regard.errors import RegardError
         raise RegardError("this model has no attention (attention: none): it cannot align words")
     src = [Side.read(translator.src_tok, s, src_lang, capitalize) for s in sources]
     tgt = [Side.read(translator.tgt_tok, t, tgt_lang, capitalize) for t in targets]
-    words = forced_word_attention(translator, src, tgt, batch_size)
-    return [_on_tokens(s, t, w, rule, threshold) for s, t, w in zip(src, tgt, words)]
+    return list(zip(src, tgt, forced_word_attention(translator, src, tgt, batch_size)))
 
 
 def forced_word_attention(translator, src: list[Side], tgt: list[Side], batch_size: int) -> list[Matrix]:
@@ -96,7 +104,7 @@ def forced_word_attention(translator, src: list[Side], tgt: list[Side], batch_si
     return out
 
 
-def _on_tokens(src: Side, tgt: Side, words: Matrix, rule: str, threshold: float) -> Alignment:
+def on_tokens(src: Side, tgt: Side, words: Matrix, rule: str, threshold: float) -> Alignment:
     """Links found between model words, and the attention, spread back onto the given tokens."""
     if not words:
         return Alignment(src.tokens, tgt.tokens, set(), [[0.0] * len(src.tokens) for _ in tgt.tokens],

@@ -1,0 +1,42 @@
+"""Guided alignment (Chen et al. 2016; Marian's ``--guided-alignment``): a training loss that
+pulls the attention toward word links given for the training data (e.g. eflomal's).
+
+The links join whitespace-separated words of a training pair, as the model's own text has
+them; :func:`guide_matrix` spreads them over the subwords, and :func:`guided_loss` is the
+cross-entropy of the attention against that guide.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from regard.alignment.links import Link
+
+
+def guide_matrix(links: set[Link], src_word_of_piece: list[int], tgt_word_of_piece: list[int]) -> torch.Tensor:
+    """The (T, S) guide of one pair: target subword t's row spreads 1 evenly over the source
+    subwords of the words its word is linked to; rows of unlinked target words stay 0.
+
+    ``*_word_of_piece``: the word of each subword (:meth:`regard.data.tokenizer.Tokenizer.words`).
+    """
+    n_src_words = max(src_word_of_piece, default=-1) + 1
+    words = torch.zeros(max(tgt_word_of_piece, default=-1) + 1, n_src_words)
+    for i, j in links:
+        if i < n_src_words and j < len(words):
+            words[j, i] = 1.0
+    pieces = words[torch.tensor(tgt_word_of_piece, dtype=torch.long)][:, torch.tensor(src_word_of_piece, dtype=torch.long)]
+    total = pieces.sum(dim=1, keepdim=True)
+    return torch.where(total > 0, pieces / total.clamp(min=1e-9), pieces)
+
+
+def guided_loss(attention: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+    """Mean over guided target positions of −Σ_s guide · log attention.
+
+    attention (B, T, S), rows summing to 1; guide (B, T, S), each row summing to 1 or all 0
+    (a target position without links, or padding, adds nothing). Returns a scalar.
+    """
+    if attention.shape != guide.shape:
+        raise ValueError(f"attention {tuple(attention.shape)} and guide {tuple(guide.shape)} differ")
+    guided = guide.sum(dim=-1) > 0  # (B, T)
+    per_row = -(guide * attention.float().clamp(min=1e-9).log()).sum(dim=-1)  # (B, T)
+    return per_row[guided].sum() / guided.sum().clamp(min=1)
