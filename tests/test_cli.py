@@ -13,7 +13,7 @@ import pytest
 from regard.cli import build_parser, main
 from regard.errors import RegardError
 from regard.config import Stopping
-from regard.options import INFERENCE_OPTIONS
+from regard.options import INFERENCE_OPTIONS, flag
 from regard.precision import PRECISIONS
 from regard.search.common import STOPPING
 
@@ -74,7 +74,14 @@ def test_plot_writes_a_png(tmp_path, trained_run, capsys):
     (["translate", "--model", "{run}", "-i", "{tmp}/nope.en"], "file not found"),
     (["translate", "--model", "{run}", "-i", "{tmp}/bad.en"], "bad.en:2: invalid UTF-8"),
     (["translate", "--model", "{run}", "--beam", "2", "--nbest", "3"], "--nbest must be between 1 and the beam"),
-    (["translate", "--model", "{run}", "--workers", "0"], "--workers must be at least 1"),
+    (["translate", "--model", "{run}", "--workers", "0"], "argument --workers: must be at least 1, got 0"),
+    (["translate", "--model", "{run}", "--beam", "0"], "argument --beam: must be at least 1, got 0"),
+    (["translate", "--model", "{run}", "--nbest", "-1"], "argument --nbest: must be at least 1, got -1"),
+    (["translate", "--model", "{run}", "--max-chars", "-5"], "argument --max-chars: must be at least 1, got -5"),
+    (["evaluate", "--model", "{run}", "--beam", "-3"], "argument --beam: must be at least 1, got -3"),
+    (["translate", "--model", "{run}", "--beam", "65"], "--beam 65 is wider than --max-beam 64"),
+    (["translate", "--model", "{run}", "--beam", "two"], "argument --beam: must be a whole number, got 'two'"),
+    (["train", "--config", "{tmp}/unknown.yaml", "--workers", "0"], "argument --workers: must be at least 1"),
     (["train", "--config", "{tmp}/nope.yaml"], "config file not found"),
     (["train", "--config", "{tmp}/unknown.yaml"], "unknown key 'model.atention'"),
     (["train", "--config", "{tmp}/mismatch.yaml"], "must be line-aligned"),
@@ -149,13 +156,14 @@ def test_help_lists_every_command_and_each_of_its_options(capsys):
 
 @pytest.mark.parametrize("command, names", [
     ("translate", list(INFERENCE_OPTIONS)), ("evaluate", list(INFERENCE_OPTIONS)),
-    ("serve", ["precision", "stopping", "device"]), ("plot", ["beam", "device"]),
+    ("serve", ["precision", "stopping", "device"]),
+    ("plot", ["beam", "device", "max_chars", "truncate", "max_beam"]),
 ])
 def test_the_shared_inference_options_are_the_same_in_every_command(capsys, command, names):
     text = help_of([command], capsys)
     actions = {a.dest: a for a in commands(build_parser())[command]._actions}
     for name in names:
-        assert listed(f"--{name}", text)
+        assert listed(flag(name), text)
         expected = INFERENCE_OPTIONS[name]
         assert (actions[name].help, actions[name].default) == (expected["help"], expected["default"])
     if "precision" in names:
