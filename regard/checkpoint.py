@@ -126,13 +126,14 @@ def check_shapes(path: Path, model: torch.nn.Module) -> None:
     except (SafetensorError, OSError, RuntimeError) as err:
         raise RegardError(f"corrupt checkpoint {path}: {str(err).splitlines()[0]}") from None
     expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
-    for name, shape in shapes.items():
-        if name not in expected:
-            raise RegardError(f"corrupt checkpoint {path}: tensor '{name}' is not part of the model "
-                              "its config.json describes")
-        if shape != expected[name]:
-            raise RegardError(f"corrupt checkpoint {path}: tensor '{name}' has shape {shape}, the model its "
-                              f"config.json describes needs {expected[name]}")
+    for name, shape in expected.items():  # in the model's order: the first layer that differs is named
+        if name in shapes and shapes[name] != shape:
+            raise RegardError(f"corrupt checkpoint {path}: tensor '{name}' has shape {shapes[name]}, the model "
+                              f"its config.json describes needs {shape}")
+    unexpected = sorted(shapes.keys() - expected.keys())
+    if unexpected:
+        raise RegardError(f"corrupt checkpoint {path}: tensor '{unexpected[0]}' is not part of the model its "
+                          "config.json describes")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

@@ -88,6 +88,7 @@ def check_plot_target(path: str | Path, what: str) -> None:
     except RegardError as err:
         raise RegardError(f"{what} {err}") from None
     fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "x")  # text needs the most of a writer (pgf: LaTeX)
     try:
         fig.savefig(io.BytesIO(), format=kind)
     except Exception as err:  # noqa: BLE001 - a writer matplotlib lists but cannot run here (pgf without LaTeX)

@@ -85,6 +85,8 @@ def test_plot_writes_a_png(tmp_path, trained_run, capsys):
     (["train", "--config", "{tmp}/nope.yaml"], "config file not found"),
     (["train", "--config", "{tmp}/unknown.yaml"], "unknown key 'model.atention'"),
     (["train", "--config", "{tmp}/mismatch.yaml"], "must be line-aligned"),
+    (["train", "--config", "{tmp}/mismatch.yaml", "--set", "train.lr=.inf"],  # before the data is read
+     "'train.lr' must be a finite number greater than 0, got inf"),
     (["plot", "--model", "{run}", "  ", "-o", "{tmp}/x.png"], "sentence to plot is empty"),
 ])
 def test_user_mistakes_are_one_clear_line(tmp_path, trained_run, capsys, argv, message):
@@ -305,3 +307,24 @@ def test_a_translation_worker_sets_its_threads(trained_run):
     finally:
         torch.set_num_threads(before)
     assert outbox.get_nowait() == ("ready", None)
+
+
+def test_lines_over_max_chars_are_an_error_naming_the_line_or_cut_with_truncate(tmp_path, trained_run, capsys,
+                                                                                monkeypatch):
+    long = "the black cat ate the mouse " * 60  # 1680 characters
+    code, out, err = run(["translate", "--model", str(trained_run)], capsys, stdin=f"the cat\n{long}\n".encode(),
+                         monkeypatch=monkeypatch)
+    assert (code, out) == (2, "")
+    assert err == (f"regard: error: <stdin>:2: {len(long.strip())} characters, more than --max-chars 1000: "
+                   "split the line, raise --max-chars or add --truncate\n")
+    code, out, err = run(["translate", "--model", str(trained_run), "--max-chars", "13", "--truncate", "--beam", "2"],
+                         capsys, stdin=f"the cat\n{long}\n".encode(), monkeypatch=monkeypatch)
+    from regard.translator import Translator
+    expected = Translator.load(trained_run).translate(["the cat", "the black cat"], beam=2)
+    assert (code, out.splitlines()) == (0, [t.text for t in expected])
+    assert err == f"regard: warning: <stdin>:2: {len(long.strip())} characters, truncated to 13 (--max-chars)\n"
+    (tmp_path / "a.en").write_text(f"the cat\n{long}\n")
+    (tmp_path / "a.fr").write_text("le chat\nle chat\n")
+    code, _, err = run(["evaluate", "--model", str(trained_run), "--src", str(tmp_path / "a.en"), "--ref",
+                        str(tmp_path / "a.fr"), "--max-chars", "100"], capsys)
+    assert code == 2 and f"{tmp_path / 'a.en'}:2: {len(long.strip())} characters, more than --max-chars 100" in err
