@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -338,6 +339,7 @@ class Parser(argparse.ArgumentParser):
     """argparse's parser, whose mistakes are a :class:`RegardError`: one line, exit 2, like every other."""
 
     def error(self, message: str):
+        message = re.sub(r"^argument (\S+): (must be )", r"\1 \2", message)  # --beam must be at least 1, ...
         raise RegardError(f"{message} (see '{self.prog} --help')")
 
 
