@@ -390,10 +390,22 @@ def grad_norm(model: nn.Module, clip_norm: float) -> torch.Tensor:
     return torch.nn.utils.get_total_norm([p.grad for p in params])
 
 
-def step_is_finite(loss: torch.Tensor, norm: torch.Tensor | None, run: Run) -> bool:
-    """Whether the loss and the gradient norm (None: not checked) are finite on every rank."""
-    values = [loss.detach().float().reshape(())] + ([norm.float().reshape(())] if norm is not None else [])
-    finite = bool(torch.isfinite(torch.stack(values)).all())
+def poisoned(loss: torch.Tensor) -> torch.Tensor:
+    """``loss``, with a NaN gradient wherever its value is NaN or infinite (even where the loss's
+    own gradient would be finite): DDP's all-reduce then carries one rank's bad loss into every
+    rank's gradients, so that every rank sees it in the gradient norm, with no message between
+    them. A finite loss is multiplied by exactly 1."""
+    return loss * torch.where(torch.isfinite(loss.detach()), 1.0, math.nan)
+
+
+def step_is_finite(loss: torch.Tensor, norm: torch.Tensor, run: Run) -> bool:
+    """Whether the step may be applied: the loss and the gradient norm are finite, on every rank
+    (the same answer on each: :func:`poisoned`). With a gradient scaler (fp16), whose overflows
+    make gradients infinite as a matter of course and are its own to skip, only the losses count,
+    agreed between the ranks."""
+    if run.scaler is None:
+        return bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all())
+    finite = bool(torch.isfinite(loss.detach()))
     if run.ranks.world > 1:  # every rank takes the same decision, or their models would part
         finite = dist.agree([float(not finite)], run.device)[0] == 0
     return finite
@@ -426,12 +438,12 @@ def train_step(run: Run, idx: list[int], step: int) -> tuple[float | None, int]:
     run.optimizer.zero_grad(set_to_none=True)
     grad_scale = run.scaler.get_scale() if run.scaler else 1.0
     with run.autocast():
-        loss = run.net(batch, weight, grad_scale)
+        loss = poisoned(run.net(batch, weight, grad_scale))
     (run.scaler.scale(loss) if run.scaler else loss).backward()
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
     norm = grad_norm(run.model, run.cfg.train.clip_norm)
-    if not step_is_finite(loss, None if run.scaler else norm, run):  # the scaler skips its own overflows
+    if not step_is_finite(loss, norm, run):
         run.optimizer.zero_grad(set_to_none=True)
         if run.scaler:
             run.scaler.update()
