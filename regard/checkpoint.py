@@ -157,8 +157,11 @@ def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokeni
     try:
         cfg = config_from_dict(upgrade(meta["config"]), source=str(folder / "config.json"))
         src_vocab, tgt_vocab = int(meta["src_vocab"]), int(meta["tgt_vocab"])
-        expected_sha256 = (meta.get("sha256") or {}).get(WEIGHTS)
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        recorded = meta.get("sha256") or {}
+        if not isinstance(recorded, dict):
+            raise TypeError("'sha256' (not a mapping of file names)")
+        expected_sha256 = recorded.get(WEIGHTS)
+    except (KeyError, TypeError, ValueError) as err:
         raise RegardError(f"corrupt checkpoint file {folder / 'config.json'}: missing {err}") from None
     if not (1 <= src_vocab <= MAX_INT and 1 <= tgt_vocab <= MAX_INT):
         raise RegardError(f"corrupt checkpoint file {folder / 'config.json'}: vocabulary sizes "

@@ -101,7 +101,7 @@ def translate_file(args: argparse.Namespace, translator) -> None:
     from regard.files import atomic_file
     from regard.search.common import check_nbest
     beam = args.beam or translator.cfg.search.beam
-    check_beam(beam, args.max_beam)
+    check_beam(args.beam, args.max_beam, translator.cfg.search.beam)
     try:
         check_nbest(args.nbest, beam)
     except ValueError as err:
@@ -142,7 +142,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     translator = Translator.load(args.model, device=args.device)
     if not translator.has_attention:
         raise RegardError(f"{args.model} was trained with attention: none; there is no attention to draw")
-    check_beam(args.beam or translator.cfg.search.beam, args.max_beam)
+    check_beam(args.beam, args.max_beam, translator.cfg.search.beam)
     t = translator.translate([sentence], beam=args.beam)[0]
     if args.level == "word":
         path = plot_attention(t.word_attention, t.source_words, t.target_words, args.output,

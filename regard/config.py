@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -243,8 +244,11 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def shown(value: Any, limit: int = 60) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
-    text = repr(value)
+    """``repr(value)`` for a one-line message: at most ``limit`` characters, however large or
+    deeply nested (or YAML-aliased) ``value`` is."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, limit, limit
+    text = short.repr(value)
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 

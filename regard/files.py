@@ -72,18 +72,45 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
+def _refuse(shown: Path, target: Path) -> None:
+    """What no output may be: a folder, or an existing file that its permissions keep from writing."""
+    if target.is_dir():
+        raise RegardError(f"cannot write {shown}: it is a folder")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise RegardError(f"cannot write {shown}: {os.strerror(errno.EACCES)} (the file is read-only)")
+
+
+@contextmanager
+def _device(shown: Path, target: Path, mode: str, encoding: str | None) -> Iterator[IO]:
+    """Write straight into what is not a plain file (``/dev/null``, a pipe): there is nothing to replace."""
+    with _as_write_error(shown, False):
+        handle = open(target, mode, encoding=None if "b" in mode else encoding)
+    with handle:
+        try:
+            yield handle
+            handle.flush()
+        except OSError as err:  # /dev/full
+            if err.errno not in DISK_ERRORS:
+                raise
+            raise _cannot_write(shown, err, False) from None
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file beside ``path`` for writing; on success it replaces ``path``.
 
     On any exception (Ctrl-C included) the temporary file is removed and ``path`` is left as
     it was. A symlink is written through (its target is replaced, the link kept); an existing
-    file keeps its permissions, a new one gets those of any new file (0666 less the umask).
-    A full or read-only disk, or ``path`` being a folder, is a :class:`RegardError`.
+    file keeps its permissions, a new one gets those of any new file (0666 less the umask); a
+    device or a pipe (``/dev/null``) is written to directly. A full or read-only disk, a
+    read-only file, or ``path`` being a folder, is a :class:`RegardError`.
     """
     shown, target = Path(path), Path(os.path.realpath(path))
-    if target.is_dir():
-        raise RegardError(f"cannot write {shown}: it is a folder")
+    _refuse(shown, target)
+    if target.exists() and not target.is_file():
+        with _device(shown, target, mode, encoding) as handle:
+            yield handle
+        return
     existed = target.exists()
     with _as_write_error(shown, existed):
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -151,6 +178,10 @@ def check_file_target(path: str | Path, what: str) -> None:
     shown, target = Path(path), Path(os.path.realpath(path))
     if target.is_dir():
         raise RegardError(f"{what} {shown}: is a folder, not a file")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise RegardError(f"{what} {shown}: {os.strerror(errno.EACCES)} (the file is read-only)")
+    if target.exists() and not target.is_file():
+        return  # a device or a pipe: written to as it is
     if not target.parent.is_dir():
         raise RegardError(f"{what} {shown}: folder {shown.parent} does not exist")
     _probe(target.parent, f"{what} {shown}")

@@ -72,11 +72,13 @@ def add_inference_options(parser: argparse.ArgumentParser, names: Sequence[str] 
         parser.add_argument(flag(name), **INFERENCE_OPTIONS[name])
 
 
-def check_beam(beam: int, max_beam: int) -> None:
-    """Raise :class:`RegardError` for a beam wider than ``max_beam`` (``--max-beam``)."""
-    if beam > max_beam:
-        raise RegardError(f"{flag('beam')} {beam} is wider than {flag('max_beam')} {max_beam}: "
-                          f"use a smaller beam, or raise {flag('max_beam')}")
+def check_beam(beam: int | None, max_beam: int, model_beam: int = 1) -> None:
+    """Raise :class:`RegardError` for a beam (``--beam``, or the model's when that is None) wider
+    than ``max_beam`` (``--max-beam``)."""
+    what = f"{flag('beam')} {beam}" if beam is not None else f"the model's beam ({model_beam}, search.beam)"
+    if (beam or model_beam) > max_beam:
+        raise RegardError(f"{what} is wider than {flag('max_beam')} {max_beam}: "
+                          f"use a smaller {flag('beam')}, or raise {flag('max_beam')}")
 
 
 def check_inference_options(args: argparse.Namespace) -> None:

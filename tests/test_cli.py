@@ -80,6 +80,7 @@ def test_plot_writes_a_png(tmp_path, trained_run, capsys):
     (["translate", "--model", "{run}", "--max-chars", "-5"], "--max-chars must be at least 1, got -5"),
     (["evaluate", "--model", "{run}", "--beam", "-3"], "--beam must be at least 1, got -3"),
     (["translate", "--model", "{run}", "--beam", "65"], "--beam 65 is wider than --max-beam 64"),
+    (["translate", "--model", "{run}", "--max-beam", "2"], "the model's beam (3, search.beam) is wider than --max-beam 2"),
     (["translate", "--model", "{run}", "--beam", "two"], "--beam must be a whole number, got 'two'"),
     (["train", "--config", "{tmp}/unknown.yaml", "--workers", "0"], "--workers must be at least 1"),
     (["train", "--config", "{tmp}/nope.yaml"], "config file not found"),

@@ -85,6 +85,22 @@ def test_new_files_follow_the_umask_existing_ones_keep_their_mode_and_symlinks_a
     assert (tmp_path / "link.txt").is_symlink() and kept.read_text() == "through"
 
 
+def test_a_device_is_written_to_not_replaced_and_a_read_only_file_is_refused(tmp_path, monkeypatch):
+    import stat
+    write_text(os.devnull, "into the void")
+    assert stat.S_ISCHR(os.stat(os.devnull).st_mode)
+    check_file_target(os.devnull, "-o")
+    kept = tmp_path / "kept.txt"
+    kept.write_text("mine")
+    real = os.access
+    monkeypatch.setattr(files.os, "access", lambda path, mode: False if Path(path) == kept else real(path, mode))
+    with pytest.raises(RegardError, match=r"^-o .*kept.txt: Permission denied \(the file is read-only\)$"):
+        check_file_target(kept, "-o")
+    with pytest.raises(RegardError, match=r"Permission denied \(the file is read-only\)$"):
+        write_text(kept, "theirs")
+    assert kept.read_text() == "mine" and leftovers(tmp_path) == []
+
+
 def test_sigterm_to_a_command_writing_its_output_leaves_the_old_file_and_no_temporary(tmp_path, trained_run):
     """A real `regard translate -o`: its output's temporary file exists while it waits for input;
     SIGTERM then ends it (exit 143) with the old file intact and the temporary removed."""
