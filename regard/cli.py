@@ -9,15 +9,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
-import tempfile
+import threading
+from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Iterator
 
 from regard.alignment.commands import add_align_parsers
-from regard.errors import Interrupted, RegardError
-from regard.options import add_inference_options, check_inference_options, flag
+from regard.errors import Interrupted, RegardError, Terminated
+from regard.files import check_file_target, check_folder_target
+from regard.options import (add_inference_options, at_least, bounded_lines, check_beam, check_inference_options,
+                            flag)
 from regard.serving.settings import ServeSettings, SettingError
 
 THREADS_HELP = ("CPU threads for PyTorch (default: all cores); in the processes of 'translate/evaluate "
@@ -80,44 +85,45 @@ def format_output(index: int, hyps, nbest: int, as_json: bool) -> list[str]:
     return [f"{index} ||| {h.text} ||| {h.score:.4f}" for h in hyps]
 
 
+def warn(message: str) -> None:
+    print(f"regard: warning: {message}", file=sys.stderr)
+
+
 def cmd_translate(args: argparse.Namespace) -> None:
     from regard.pool import open_translator
     check_inference_options(args)
+    if args.output:
+        check_file_target(args.output, "-o")
     with open_translator(args.model, args.precision, args.workers, args.device, args.threads or 1) as translator:
         translate_file(args, translator)
 
 
 def translate_file(args: argparse.Namespace, translator) -> None:
-    """Translate ``args.input`` to ``args.output`` (replaced only when all is done) or stdout."""
+    """Translate ``args.input`` to ``args.output`` (replaced atomically, only when all is done) or
+    stdout (line by line as they are translated)."""
+    from regard.files import atomic_file
     from regard.search.common import check_nbest
+    beam = args.beam or translator.cfg.search.beam
+    check_beam(args.beam, args.max_beam, translator.cfg.search.beam)
     try:
-        check_nbest(args.nbest, args.beam or translator.cfg.search.beam)
+        check_nbest(args.nbest, beam)
     except ValueError as err:
         raise RegardError(f"--{err}") from None
-    target = Path(args.output) if args.output else None
-    sink = tempfile.NamedTemporaryFile("w", encoding="utf-8", delete=False, dir=target.parent,
-                                       prefix=f".{target.name}.") if target else sys.stdout
     from tqdm import tqdm
     total = count_lines(args.input)
-    bar = tqdm(total=total, unit="line", disable=total is None or not sys.stderr.isatty(), file=sys.stderr)
-    try:
+    where = args.input if args.input and args.input != "-" else "<stdin>"
+    lines = bounded_lines(input_lines(args.input), args.max_chars, args.truncate, where, warn)
+    with atomic_file(args.output) if args.output else nullcontext(sys.stdout) as sink:
+        bar = tqdm(total=total, unit="line", disable=total is None or not sys.stderr.isatty(), file=sys.stderr)
         index = 0
-        for chunk in chunks(input_lines(args.input), 500):
+        for chunk in chunks(lines, 500):
             found = translator.translate_nbest(chunk, beam=args.beam, nbest=args.nbest, stopping=args.stopping)
             for hyps in found:
                 sink.write("\n".join(format_output(index, hyps, args.nbest, args.json)) + "\n")
                 index += 1
             sink.flush()
             bar.update(len(chunk))
-    except BaseException:
-        if target:
-            sink.close()
-            os.unlink(sink.name)
-        raise
-    bar.close()
-    if target:
-        sink.close()
-        os.replace(sink.name, target)
+        bar.close()
 
 
 def count_lines(path: str | None) -> int | None:
@@ -129,15 +135,18 @@ def count_lines(path: str | None) -> int | None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from regard.plotting import plot_attention
+    from regard.plotting import check_plot_target, plot_attention
     from regard.translator import Translator
     check_inference_options(args)
+    if not args.sentence.strip():
+        raise RegardError("the sentence to plot is empty")
+    sentence = next(bounded_lines([args.sentence], args.max_chars, args.truncate, "the sentence", warn))
+    check_plot_target(args.output, "-o")
     translator = Translator.load(args.model, device=args.device)
     if not translator.has_attention:
         raise RegardError(f"{args.model} was trained with attention: none; there is no attention to draw")
-    if not args.sentence.strip():
-        raise RegardError("the sentence to plot is empty")
-    t = translator.translate([args.sentence], beam=args.beam)[0]
+    check_beam(args.beam, args.max_beam, translator.cfg.search.beam)
+    t = translator.translate([sentence], beam=args.beam)[0]
     if args.level == "word":
         path = plot_attention(t.word_attention, t.source_words, t.target_words, args.output,
                               title=f"{t.source}  →  {t.text}")
@@ -149,6 +158,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> None:
     from regard.demo import DEMO_SEED, run_demo
+    check_folder_target(args.out, "--out")
     run_demo(args.out, args.steps, args.baseline_steps, DEMO_SEED if args.seed is None else args.seed)
 
 
@@ -202,6 +212,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from regard.evaluation import (BUCKETS, evaluate_model, format_result, parse_buckets, plot_bleu_by_length,
                                    read_test_set)
     from regard.files import write_json
+    if args.json_out:
+        check_file_target(args.json_out, "--json-out")
+    if args.plot:
+        from regard.plotting import check_plot_target
+        check_plot_target(args.plot, "--plot")
     if args.corpus and not (args.src or args.ref):
         from regard.data.corpora import split_files
         src, ref = split_files(args.corpus, args.split)
@@ -214,6 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     check_inference_options(args)
     edges = parse_buckets(args.buckets) if args.buckets else BUCKETS
     sources, references = read_test_set(src, ref)
+    sources = list(bounded_lines(sources, args.max_chars, args.truncate, str(src), warn))
     results = []
     for i, model in enumerate(args.model):
         results.append(evaluate_model(model, sources, references, args.beam, edges,
@@ -221,7 +237,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
                                       args.workers, args.device, args.threads or 1))
         print(format_result(results[-1]), flush=True)
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json_out, {"source": str(src), "reference": str(ref), "results": results})
         print(f"wrote {args.json_out}", file=sys.stderr)
     if args.plot:
@@ -231,6 +246,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 def cmd_plot_bleu(args: argparse.Namespace) -> None:
     from regard.evaluation import load_results, plot_bleu_by_length
+    from regard.plotting import check_plot_target
+    check_plot_target(args.output, "-o")
     print(f"wrote {plot_bleu_by_length(load_results(args.results), args.output, args.title)}", file=sys.stderr)
 
 
@@ -280,18 +297,19 @@ def add_data_parser(sub) -> None:
                            ("clean", "drop empty, too long, badly proportioned and duplicate pairs, with a report")):
         p = cmds.add_parser(name, help=helptext)
         p.add_argument("--tsv", help="tab-separated source<TAB>target file (.gz accepted)")
-        p.add_argument("--columns", type=int, default=2, help="fields per TSV line; the first two are used")
+        p.add_argument("--columns", type=at_least(2), default=2, help="fields per TSV line; the first two are used")
         p.add_argument("--src", help="source file, one sentence per line (with --tgt)")
         p.add_argument("--tgt", help="target file, line-aligned with --src")
         p.add_argument("--suffixes", default="en,fr", help="file suffixes of the two sides (default: en,fr)")
         if name == "split":
             p.add_argument("--out", required=True, help="folder for {train,valid,test}.{en,fr}")
-            p.add_argument("--seed", type=int, default=1, help="seed of the random split (default: 1)")
-            p.add_argument("--valid", type=int, default=2000, help="validation pairs (at least; default 2000)")
-            p.add_argument("--test", type=int, default=2000, help="test pairs (at least; default 2000)")
+            p.add_argument("--seed", type=at_least(0), default=1, help="seed of the random split (default: 1)")
+            p.add_argument("--valid", type=at_least(0), default=2000, help="validation pairs (at least; default 2000)")
+            p.add_argument("--test", type=at_least(0), default=2000, help="test pairs (at least; default 2000)")
             p.set_defaults(func=cmd_data_split)
         else:
-            p.add_argument("--max-words", type=int, default=80, help="drop pairs with more words a side (0 = off)")
+            p.add_argument("--max-words", type=at_least(0), default=80,
+                           help="drop pairs with more words a side (0 = off)")
             p.add_argument("--max-ratio", type=float, default=4.0, help="drop pairs with a longer character-length "
                            "ratio (0 = off)")
             p.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate pairs")
@@ -320,11 +338,19 @@ def add_evaluate_parsers(sub) -> None:
     p.set_defaults(func=cmd_plot_bleu)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, whose mistakes are a :class:`RegardError`: one line, exit 2, like every other."""
+
+    def error(self, message: str):
+        message = re.sub(r"^argument (\S+): (must be )", r"\1 \2", message)  # --beam must be at least 1, ...
+        raise RegardError(f"{message} (see '{self.prog} --help')")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="regard", description="Neural machine translation with attention: train, translate, "
         "and see what the decoder looks at.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=0, help=THREADS_HELP)
+    parser.add_argument("--threads", type=at_least(0), default=0, help=THREADS_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a model from a YAML config")
@@ -333,16 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="override train.out_dir")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config value, e.g. --set train.threads=1 --set train.max_minutes=30")
-    p.add_argument("--workers", type=int, help="processes on this machine, each taking a share of every batch "
+    p.add_argument("--workers", type=at_least(1), help="processes on this machine, each taking a share of every batch "
                    "(train.workers; DistributedDataParallel). For several machines use torchrun (README)")
-    p.add_argument("--log-every", type=int, metavar="N", help="a plain progress line every N steps instead of "
+    p.add_argument("--log-every", type=at_least(0), metavar="N", help="a plain progress line every N steps instead of "
                    "the bar (train.log_every)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or lines; validation results only")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate text, one line out per line in")
     p.add_argument("--model", required=True, help="model folder (or a training run folder)")
-    p.add_argument("--nbest", type=int, default=1, help="print the N best as 'i ||| text ||| score'")
+    p.add_argument("--nbest", type=at_least(1), default=1, help="print the N best as 'i ||| text ||| score'")
     p.add_argument("--input", "-i", help="input file (default: stdin); empty lines give empty lines")
     p.add_argument("--output", "-o", help="output file, replaced only when all input is translated")
     p.add_argument("--json", action="store_true", help="one JSON object per line with tokens and attention")
@@ -353,16 +379,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="model folder")
     p.add_argument("sentence", help="English sentence to translate and draw")
     p.add_argument("-o", "--output", default="attention.png", help="PNG file (default: attention.png)")
-    add_inference_options(p, ("beam", "device"))
+    add_inference_options(p, ("beam", "device", "max_chars", "truncate", "max_beam"))
     p.add_argument("--level", choices=["word", "subword"], default="word", help="label axes by word or subword")
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("demo", help="train on the built-in English→French grammar, translate, draw")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--steps", type=int, default=1200, help="training steps of the attention model (default 1200)")
-    p.add_argument("--baseline-steps", type=int, default=1200,
+    p.add_argument("--steps", type=at_least(1), default=1200,
+                   help="training steps of the attention model (default 1200)")
+    p.add_argument("--baseline-steps", type=at_least(1), default=1200,
                    help="training steps of the attention: none model (default 1200, the same budget)")
-    p.add_argument("--seed", type=int, help="seed of the generated data and of training (default: the one "
+    p.add_argument("--seed", type=at_least(0), help="seed of the generated data and of training (default: the one "
                    "the README's figures come from)")
     p.set_defaults(func=cmd_demo)
     add_data_parser(sub)
@@ -372,22 +399,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.threads:
-        import torch
-        torch.set_num_threads(args.threads)
+def _terminate(signum: int, frame) -> None:
+    raise Terminated()
+
+
+@contextmanager
+def sigterm_as_exception():
+    """While in the block, SIGTERM raises :class:`Terminated` in the main thread, so that every
+    cleanup runs (no temporary file is left) as for Ctrl-C. Training installs its own handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        args.func(args)
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.threads:
+            import torch
+            torch.set_num_threads(args.threads)
+        with sigterm_as_exception():
+            args.func(args)
     except RegardError as err:
         print(f"regard: error: {err}", file=sys.stderr)
         return 2
     except Interrupted as err:
         print(f"regard: {err}", file=sys.stderr)
         return 130
+    except Terminated:
+        print("regard: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("regard: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as err:  # what the file system refused, in a line (writes already say so as RegardError)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"regard: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     return 0

@@ -1,15 +1,18 @@
 """Configuration as plain typed dataclasses, loaded from YAML.
 
-Every option lives here with its default; ``configs/example.yaml`` documents
-them all. :func:`load_config` rejects unknown keys and values of the wrong
-type or outside their allowed set, naming the offending key
-(e.g. ``model.attention``).
+Every option lives here with its default, and a number with its allowed range
+(:func:`ranged`; any other number must be finite and at least 0);
+``configs/example.yaml`` documents them all. :func:`load_config` rejects unknown
+keys and values of the wrong type or outside their allowed set or range, naming
+the offending key (e.g. ``model.attention``), before any data is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import reprlib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +27,51 @@ from regard.errors import RegardError
 RNNType = Literal["gru", "lstm"]
 Scorer = Literal["dot", "general", "concat", "none"]
 Stopping = Literal["exact", "first"]  # beam search's stopping rules (regard.search.beam)
+MIN_VOCAB = 5  # SentencePiece's 4 reserved pieces (regard.data.tokenizer) and one more
+MAX_INT = 2**31 - 1  # no count or size in a config is larger
+
+
+@dataclass(frozen=True)
+class Range:
+    """The numbers an option allows: from ``low`` to ``high`` (``None``: unbounded), each end
+    included unless ``low_open``/``high_open``; ``off`` is one more value allowed outside them
+    that switches the option off. Every number must also be finite."""
+
+    low: float | None = 0
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    off: float | None = None
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.off is not None and value == self.off:
+            return True
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def describe(self) -> str:
+        """``"in [0, 1)"``, ``"at least 1"``, ``"0 (off) or at least 1"``, ..."""
+        if self.high is not None and self.low is not None:
+            text = f"in {'(' if self.low_open else '['}{self.low}, {self.high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{'greater than' if self.low_open else 'at least'} {self.low}"
+        elif self.high is not None:
+            text = f"{'less than' if self.high_open else 'at most'} {self.high}"
+        else:
+            text = "a finite number"
+        return f"{self.off} (off) or {text}" if self.off is not None else text
+
+
+DEFAULT_RANGE = Range()  # a number without a range of its own: finite and at least 0
+
+
+def ranged(default: float, low: float | None = 0, high: float | None = None, *, low_open: bool = False,
+           high_open: bool = False, off: float | None = None) -> Any:
+    """A dataclass field whose metadata holds the :class:`Range` of values it allows."""
+    return field(default=default, metadata={"range": Range(low, high, low_open, high_open, off)})
 
 
 @dataclass
@@ -34,11 +82,11 @@ class DataConfig:
     train_tgt: str = ""
     valid_src: str = ""
     valid_tgt: str = ""
-    max_len: int = 100  # training pairs longer than this (in subwords) are skipped
-    valid_max_sentences: int = 500  # BLEU on at most this many valid sentences, evenly spaced
+    max_len: int = ranged(100, 1)  # training pairs longer than this (in subwords) are skipped
+    valid_max_sentences: int = ranged(500, 1)  # BLEU on at most this many valid sentences, evenly spaced
     corpus: str = ""  # a fetched corpus (regard data fetch NAME): fills train/valid paths left empty
     max_words: int = 80  # cleaning: drop training pairs with more words on a side; 0 = no limit
-    max_ratio: float = 4.0  # cleaning: drop pairs whose longer side has > this × the characters; 0 = off
+    max_ratio: float = ranged(4.0, 1, off=0)  # cleaning: drop pairs whose longer side has > this × the chars; 0 = off
     dedupe: bool = True  # cleaning: drop exact duplicate training pairs
 
 
@@ -47,10 +95,10 @@ class TokenizerConfig:
     """SentencePiece subword models, one per language, trained on the training data."""
 
     type: Literal["unigram", "bpe"] = "unigram"
-    src_vocab_size: int = 8000
-    tgt_vocab_size: int = 8000
-    character_coverage: float = 1.0
-    max_training_sentences: int = 500000
+    src_vocab_size: int = ranged(8000, MIN_VOCAB)
+    tgt_vocab_size: int = ranged(8000, MIN_VOCAB)
+    character_coverage: float = ranged(1.0, 0, 1, low_open=True)
+    max_training_sentences: int = ranged(500000, 1)
 
 
 @dataclass
@@ -58,15 +106,15 @@ class ModelConfig:
     """The encoder–decoder. ``attention: none`` gives the traditional model."""
 
     rnn: RNNType = "gru"
-    embedding_size: int = 256
-    encoder_hidden: int = 256  # per direction
-    encoder_layers: int = 1
+    embedding_size: int = ranged(256, 1)
+    encoder_hidden: int = ranged(256, 1)  # per direction
+    encoder_layers: int = ranged(1, 1)
     bidirectional: bool = True
-    decoder_hidden: int = 512
-    decoder_layers: int = 1
+    decoder_hidden: int = ranged(512, 1)
+    decoder_layers: int = ranged(1, 1)
     attention: Scorer = "concat"  # best of the three on Multi30k (docs/RESULTS.md)
     input_feeding: bool = True
-    dropout: float = 0.2
+    dropout: float = ranged(0.2, 0, 1, high_open=True)
     tied_embeddings: bool = False  # decoder input and output embeddings share weights
     init_range: float = 0.1  # uniform(-r, r) initialisation; 0 keeps PyTorch defaults
 
@@ -75,9 +123,9 @@ class ModelConfig:
 class SearchConfig:
     """Decoding used for validation BLEU and as the default for translation."""
 
-    beam: int = 5
+    beam: int = ranged(5, 1)
     length_penalty: float = 1.0  # GNMT alpha; 0 disables
-    max_ratio: float = 2.0  # max output subwords = max_ratio * source subwords + 4
+    max_ratio: float = ranged(2.0, 0, low_open=True)  # max output subwords = max_ratio * source subwords + 4
     # beam search: "exact" (provably the best) or "first" (OpenNMT-py's rule: fewer steps)
     stopping: Stopping = "exact"
 
@@ -91,26 +139,27 @@ class TrainConfig:
     device: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps
     precision: Literal["fp32", "bf16", "fp16", "mixed"] = "fp32"  # autocast; mixed = bf16 where supported, else fp16
     threads: int = 0  # torch threads per process; 0 = the cores divided by the processes on this machine
-    workers: int = 1  # processes on this machine, each taking a share of every batch (DDP); torchrun sets its own
+    workers: int = ranged(1, 1)  # processes on this machine, each with a share of every batch (DDP); torchrun: its own
     grad_compression: Literal["none", "bf16", "fp16"] = "none"  # gradients sent between processes in this dtype
-    batch_tokens: int = 2000  # target tokens per batch (padding included), over all processes
-    max_steps: int = 20000
-    max_epochs: int = 100
+    batch_tokens: int = ranged(2000, 1)  # target tokens per batch (padding included), over all processes
+    max_steps: int = ranged(20000, 1)
+    max_epochs: int = ranged(100, 1)
     max_minutes: float = 0.0  # stop after this much training time; 0 = no limit
-    lr: float = 1e-3
+    lr: float = ranged(1e-3, 0, low_open=True)
     warmup_steps: int = 0
     schedule: Literal["constant", "inverse_sqrt", "linear"] = "constant"
     min_lr: float = 0.0
     clip_norm: float = 1.0
-    label_smoothing: float = 0.1
+    label_smoothing: float = ranged(0.1, 0, 1, high_open=True)
     kernel_cache: int = 16  # CPU: oneDNN kernels kept per process (bf16 memory); 0 = torch's default (1,024)
-    eval_every: int = 1000
+    eval_every: int = ranged(1000, 1)
     save_every: int = 0  # also save last/ every this many steps (what a crash can lose); 0 = at evaluations only
-    eval_beam: int = 1  # beam used for validation BLEU (1 = greedy, fastest)
+    eval_beam: int = ranged(1, 1)  # beam used for validation BLEU (1 = greedy, fastest)
     patience: int = 0  # stop after this many evaluations without improvement; 0 = never
     log: Literal["csv", "tensorboard"] = "csv"
     log_every: int = 0  # a progress line every this many steps; 0 = a bar on a terminal, else a line every 30 s
     keep_best_by: Literal["bleu", "loss"] = "bleu"
+    skip_nonfinite: int = 0  # steps with a NaN/inf loss or gradient that may be skipped; 0 = stop at the first
 
 
 @dataclass
@@ -168,6 +217,10 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise RegardError(f"{path}: not valid YAML: {err}") from None
+    except RecursionError:
+        raise RegardError(f"{path}: nested too deeply to be a config") from None
+    if not isinstance(raw, (dict, type(None))):
+        raise RegardError(f"{path}: the top level must be a mapping of sections, got {shown(raw)}")
     cfg = config_from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
     for name in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
         value = getattr(cfg.data, name)
@@ -182,10 +235,21 @@ RENAMED = {"train.bf16": "train.precision"}  # old key → its replacement (mode
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     """A saved model's config with renamed keys written the current way (``train.bf16: true``
     → ``train.precision: bf16``), so that models trained by earlier versions still load."""
-    train = dict(raw.get("train") or {})
+    if not isinstance(raw, dict) or not isinstance(raw.get("train"), dict):
+        return raw  # nothing to upgrade; the checks say what is wrong with it
+    train = dict(raw["train"])
     if "bf16" in train:
         train["precision"] = "bf16" if train.pop("bf16") else train.get("precision", "fp32")
-    return {**raw, "train": train} if "train" in raw else raw
+    return {**raw, "train": train}
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` for a one-line message: at most ``limit`` characters, however large or
+    deeply nested (or YAML-aliased) ``value`` is."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother = 3, limit, limit
+    text = short.repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "config") -> Config:
@@ -221,47 +285,45 @@ def _check_value(kind: Any, value: Any, key: str, source: str) -> Any:
     if origin is Literal:
         choices = get_args(kind)
         if value not in choices:
-            raise RegardError(f"{source}: '{key}' must be one of {list(choices)}, got {value!r}")
+            raise RegardError(f"{source}: '{key}' must be one of {list(choices)}, got {shown(value)}")
         return value
     if origin in (typing.Union, types.UnionType):
         raise TypeError("union types are not used in Config")  # pragma: no cover
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is bool and not isinstance(value, bool):
-        raise RegardError(f"{source}: '{key}' must be true or false, got {value!r}")
+        raise RegardError(f"{source}: '{key}' must be true or false, got {shown(value)}")
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RegardError(f"{source}: '{key}' must be an integer, got {value!r}")
+        raise RegardError(f"{source}: '{key}' must be an integer, got {shown(value)}")
     if not isinstance(value, kind):
-        raise RegardError(f"{source}: '{key}' must be {kind.__name__}, got {value!r}")
+        raise RegardError(f"{source}: '{key}' must be {kind.__name__}, got {shown(value)}")
+    if isinstance(value, str) and "\x00" in value:
+        raise RegardError(f"{source}: '{key}' must not contain a NUL character, got {shown(value)}")
     return value
 
 
+def check_ranges(cfg: Any, source: str = "config", prefix: str = "") -> None:
+    """Every number of ``cfg`` (a :class:`Config` or one of its sections) within the :class:`Range`
+    its field declares (:data:`DEFAULT_RANGE` if none); a :class:`RegardError` naming the first that is not."""
+    for f in dataclasses.fields(cfg):
+        value, key = getattr(cfg, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            check_ranges(value, source, f"{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            allowed = f.metadata.get("range", DEFAULT_RANGE)
+            if isinstance(value, int) and abs(value) > MAX_INT:
+                raise RegardError(f"{source}: '{key}' must be {allowed.describe()} and at most {MAX_INT}, "
+                                  f"got {value:.3g}")
+            if not allowed.allows(value):
+                finite = "" if math.isfinite(value) else "a finite number "
+                raise RegardError(f"{source}: '{key}' must be {finite}{allowed.describe()}, got {value}")
+
+
 def validate(cfg: Config, source: str = "config") -> None:
-    """Check value ranges and combinations that types alone cannot express."""
-    m, t, s = cfg.model, cfg.train, cfg.search
-    positive = {
-        "model.embedding_size": m.embedding_size, "model.encoder_hidden": m.encoder_hidden,
-        "model.encoder_layers": m.encoder_layers, "model.decoder_hidden": m.decoder_hidden,
-        "model.decoder_layers": m.decoder_layers, "train.batch_tokens": t.batch_tokens,
-        "train.max_steps": t.max_steps, "train.eval_every": t.eval_every, "search.beam": s.beam,
-        "train.workers": t.workers, "data.valid_max_sentences": cfg.data.valid_max_sentences,
-        "tokenizer.src_vocab_size": cfg.tokenizer.src_vocab_size,
-        "tokenizer.tgt_vocab_size": cfg.tokenizer.tgt_vocab_size, "data.max_len": cfg.data.max_len,
-        "train.lr": t.lr, "search.max_ratio": s.max_ratio, "train.eval_beam": t.eval_beam,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise RegardError(f"{source}: '{key}' must be positive, got {value}")
-    if cfg.data.max_words < 0 or (cfg.data.max_ratio and cfg.data.max_ratio < 1):
-        raise RegardError(f"{source}: 'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1")
-    for key in ("kernel_cache", "save_every", "log_every", "threads"):
-        if getattr(t, key) < 0:
-            raise RegardError(f"{source}: 'train.{key}' must be >= 0, got {getattr(t, key)}")
-    check_device_name(t.device, f"{source}: 'train.device'")
-    if not 0.0 <= m.dropout < 1.0:
-        raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
-    if not 0.0 <= t.label_smoothing < 1.0:
-        raise RegardError(f"{source}: 'train.label_smoothing' must be in [0, 1), got {t.label_smoothing}")
+    """Check value ranges (:func:`check_ranges`) and combinations that types alone cannot express."""
+    m = cfg.model
+    check_ranges(cfg, source)
+    check_device_name(cfg.train.device, f"{source}: 'train.device'")
     enc_out = m.encoder_hidden * (2 if m.bidirectional else 1)
     if m.attention == "dot" and enc_out != m.decoder_hidden:
         raise RegardError(

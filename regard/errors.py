@@ -12,3 +12,8 @@ class RegardError(Exception):
 
 class Interrupted(Exception):
     """Training stopped on Ctrl-C or SIGTERM after saving ``last/`` (resume with --resume)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread by the command line's handler so that every
+    ``finally`` and cleanup runs (a temporary file is removed) as for Ctrl-C."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backend_bases import FigureCanvasBase  # noqa: E402
 
 from regard.errors import RegardError  # noqa: E402
+from regard.files import atomic_file, check_file_target  # noqa: E402
 
 
 def plot_attention(weights: list[list[float]], source: list[str], target: list[str], path: str | Path,
                    title: str | None = None) -> Path:
-    """Draw a (len(target) × len(source)) weight matrix as a labelled heat map PNG."""
+    """Draw a (len(target) × len(source)) weight matrix as a labelled heat map, in the format of the
+    extension of ``path`` (PNG, PDF, SVG, ...)."""
     if weights is None:
         raise RegardError("this model has no attention (attention: none): nothing to draw")
     if len(weights) != len(target) or any(len(row) != len(source) for row in weights):
@@ -65,10 +69,45 @@ def plot_by_length(labels: list[str], counts: list[int] | None, series: dict[str
     return save(fig, path)
 
 
+def figure_format(path: str | Path) -> str:
+    """The image format of ``path``'s extension (``png``, ``pdf``, ``svg``, ...), one of those
+    matplotlib can write; otherwise a :class:`RegardError` listing them."""
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    kind = Path(path).suffix.lower().lstrip(".")
+    if kind not in formats:
+        found = f"unknown image type '.{kind}'" if kind else "no extension to tell the image type"
+        raise RegardError(f"{path}: {found}; use one of .{', .'.join(formats)}")
+    return kind
+
+
+def check_plot_target(path: str | Path, what: str) -> None:
+    """Raise :class:`RegardError` unless an image can be written at ``path``: a format matplotlib
+    writes here (tried on a blank figure) in a folder that takes files. ``what`` names the option."""
+    try:
+        kind = figure_format(path)
+    except RegardError as err:
+        raise RegardError(f"{what} {err}") from None
+    fig = plt.figure(figsize=(1, 1))
+    fig.text(0.5, 0.5, "x")  # text needs the most of a writer (pgf: LaTeX)
+    try:
+        fig.savefig(io.BytesIO(), format=kind)
+    except Exception as err:  # noqa: BLE001 - a writer matplotlib lists but cannot run here (pgf without LaTeX)
+        raise RegardError(f"{what} {path}: matplotlib cannot write .{kind} here: "
+                          f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    finally:
+        plt.close(fig)
+    check_file_target(path, what)
+
+
 def save(fig, path: str | Path) -> Path:
-    """Write a figure as a 150-dpi PNG (creating folders) and free it."""
+    """Write a figure (150 dpi for bitmaps) in the format of ``path``'s extension, atomically
+    (creating folders), and free it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    try:
+        kind = figure_format(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, "wb") as handle:
+            fig.savefig(handle, format=kind, dpi=150)
+    finally:
+        plt.close(fig)
     return path

@@ -13,7 +13,7 @@ import pytest
 from regard.cli import build_parser, main
 from regard.errors import RegardError
 from regard.config import Stopping
-from regard.options import INFERENCE_OPTIONS
+from regard.options import INFERENCE_OPTIONS, flag
 from regard.precision import PRECISIONS
 from regard.search.common import STOPPING
 
@@ -74,10 +74,20 @@ def test_plot_writes_a_png(tmp_path, trained_run, capsys):
     (["translate", "--model", "{run}", "-i", "{tmp}/nope.en"], "file not found"),
     (["translate", "--model", "{run}", "-i", "{tmp}/bad.en"], "bad.en:2: invalid UTF-8"),
     (["translate", "--model", "{run}", "--beam", "2", "--nbest", "3"], "--nbest must be between 1 and the beam"),
-    (["translate", "--model", "{run}", "--workers", "0"], "--workers must be at least 1"),
+    (["translate", "--model", "{run}", "--workers", "0"], "--workers must be at least 1, got 0"),
+    (["translate", "--model", "{run}", "--beam", "0"], "--beam must be at least 1, got 0"),
+    (["translate", "--model", "{run}", "--nbest", "-1"], "--nbest must be at least 1, got -1"),
+    (["translate", "--model", "{run}", "--max-chars", "-5"], "--max-chars must be at least 1, got -5"),
+    (["evaluate", "--model", "{run}", "--beam", "-3"], "--beam must be at least 1, got -3"),
+    (["translate", "--model", "{run}", "--beam", "65"], "--beam 65 is wider than --max-beam 64"),
+    (["translate", "--model", "{run}", "--max-beam", "2"], "the model's beam (3, search.beam) is wider than --max-beam 2"),
+    (["translate", "--model", "{run}", "--beam", "two"], "--beam must be a whole number, got 'two'"),
+    (["train", "--config", "{tmp}/unknown.yaml", "--workers", "0"], "--workers must be at least 1"),
     (["train", "--config", "{tmp}/nope.yaml"], "config file not found"),
     (["train", "--config", "{tmp}/unknown.yaml"], "unknown key 'model.atention'"),
     (["train", "--config", "{tmp}/mismatch.yaml"], "must be line-aligned"),
+    (["train", "--config", "{tmp}/mismatch.yaml", "--set", "train.lr=.inf"],  # before the data is read
+     "'train.lr' must be a finite number greater than 0, got inf"),
     (["plot", "--model", "{run}", "  ", "-o", "{tmp}/x.png"], "sentence to plot is empty"),
 ])
 def test_user_mistakes_are_one_clear_line(tmp_path, trained_run, capsys, argv, message):
@@ -149,13 +159,14 @@ def test_help_lists_every_command_and_each_of_its_options(capsys):
 
 @pytest.mark.parametrize("command, names", [
     ("translate", list(INFERENCE_OPTIONS)), ("evaluate", list(INFERENCE_OPTIONS)),
-    ("serve", ["precision", "stopping", "device"]), ("plot", ["beam", "device"]),
+    ("serve", ["precision", "stopping", "device"]),
+    ("plot", ["beam", "device", "max_chars", "truncate", "max_beam"]),
 ])
 def test_the_shared_inference_options_are_the_same_in_every_command(capsys, command, names):
     text = help_of([command], capsys)
     actions = {a.dest: a for a in commands(build_parser())[command]._actions}
     for name in names:
-        assert listed(f"--{name}", text)
+        assert listed(flag(name), text)
         expected = INFERENCE_OPTIONS[name]
         assert (actions[name].help, actions[name].default) == (expected["help"], expected["default"])
     if "precision" in names:
@@ -297,3 +308,24 @@ def test_a_translation_worker_sets_its_threads(trained_run):
     finally:
         torch.set_num_threads(before)
     assert outbox.get_nowait() == ("ready", None)
+
+
+def test_lines_over_max_chars_are_an_error_naming_the_line_or_cut_with_truncate(tmp_path, trained_run, capsys,
+                                                                                monkeypatch):
+    long = "the black cat ate the mouse " * 60  # 1680 characters
+    code, out, err = run(["translate", "--model", str(trained_run)], capsys, stdin=f"the cat\n{long}\n".encode(),
+                         monkeypatch=monkeypatch)
+    assert (code, out) == (2, "")
+    assert err == (f"regard: error: <stdin>:2: {len(long.strip())} characters, more than --max-chars 1000: "
+                   "split the line, raise --max-chars or add --truncate\n")
+    code, out, err = run(["translate", "--model", str(trained_run), "--max-chars", "13", "--truncate", "--beam", "2"],
+                         capsys, stdin=f"the cat\n{long}\n".encode(), monkeypatch=monkeypatch)
+    from regard.translator import Translator
+    expected = Translator.load(trained_run).translate(["the cat", "the black cat"], beam=2)
+    assert (code, out.splitlines()) == (0, [t.text for t in expected])
+    assert err == f"regard: warning: <stdin>:2: {len(long.strip())} characters, truncated to 13 (--max-chars)\n"
+    (tmp_path / "a.en").write_text(f"the cat\n{long}\n")
+    (tmp_path / "a.fr").write_text("le chat\nle chat\n")
+    code, _, err = run(["evaluate", "--model", str(trained_run), "--src", str(tmp_path / "a.en"), "--ref",
+                        str(tmp_path / "a.fr"), "--max-chars", "100"], capsys)
+    assert code == 2 and f"{tmp_path / 'a.en'}:2: {len(long.strip())} characters, more than --max-chars 100" in err

@@ -288,8 +288,9 @@ def test_training_data_is_cleaned_and_validation_data_read_strictly(tmp_path, ca
 def test_config_rejects_an_unknown_corpus_and_bad_cleaning_limits():
     with pytest.raises(RegardError, match="'data.corpus': unknown corpus 'wmt'; known: multi30k, tatoeba"):
         load_pairs(config_from_dict({"data": {"corpus": "wmt"}}))
-    for bad in ({"max_ratio": 0.5}, {"max_words": -1}):
-        with pytest.raises(RegardError, match="'data.max_words' must be >= 0 and 'data.max_ratio' 0 or >= 1"):
+    for bad, message in (({"max_ratio": 0.5}, r"'data.max_ratio' must be 0 \(off\) or at least 1, got 0.5"),
+                         ({"max_words": -1}, "'data.max_words' must be at least 0, got -1")):
+        with pytest.raises(RegardError, match=message):
             config_from_dict({"data": bad})
     assert config_from_dict({"data": {"corpus": "tatoeba", "max_ratio": 0, "max_words": 0}}).data.corpus == "tatoeba"
 

@@ -40,7 +40,7 @@ from typing import IO, Callable, Iterable, Mapping
 
 from regard.data.text import iter_parallel, read_tsv
 from regard.errors import RegardError
-from regard.files import write_json
+from regard.files import write_json, write_text
 
 Pair = tuple[str, str]
 MANIFEST = "corpus.json"
@@ -275,7 +275,7 @@ def write_split(split: dict[str, list[Pair]], out_dir: Path, suffixes: tuple[str
     for name, pairs in split.items():
         for side, suffix in enumerate(suffixes):
             lines = "".join(pair[side] + "\n" for pair in pairs)
-            (out_dir / f"{name}.{suffix}").write_text(lines, encoding="utf-8")
+            write_text(out_dir / f"{name}.{suffix}", lines)
 
 
 # ---------------------------------------------------------------- the cache

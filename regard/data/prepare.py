@@ -66,9 +66,10 @@ def load_pairs(cfg: Config, report: bool = True) -> tuple[Pairs, Pairs]:
 def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
     """Train one SentencePiece model per language on the training pairs."""
     tc = cfg.tokenizer
-    make = lambda texts, size: Tokenizer.train(  # noqa: E731
-        texts, size, tc.type, tc.character_coverage, tc.max_training_sentences)
-    return make((s for s, _ in pairs), tc.src_vocab_size), make((t for _, t in pairs), tc.tgt_vocab_size)
+    make = lambda texts, side: Tokenizer.train(  # noqa: E731
+        texts, getattr(tc, f"{side}_vocab_size"), tc.type, tc.character_coverage, tc.max_training_sentences,
+        what=f"tokenizer.{side}_vocab_size")
+    return make((s for s, _ in pairs), "src"), make((t for _, t in pairs), "tgt")
 
 
 def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:

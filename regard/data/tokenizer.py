@@ -33,16 +33,23 @@ class Tokenizer:
 
     @classmethod
     def train(cls, sentences: Iterable[str], vocab_size: int, model_type: str = "unigram",
-              character_coverage: float = 1.0, max_sentences: int = 500000) -> Tokenizer:
-        """Train a subword model on normalised sentences (the vocab may end up smaller)."""
+              character_coverage: float = 1.0, max_sentences: int = 500000,
+              what: str = "vocabulary size") -> Tokenizer:
+        """Train a subword model on normalised sentences (the vocab may end up smaller); a size
+        SentencePiece cannot build is a :class:`RegardError` naming ``what`` (the config key)."""
         out = io.BytesIO()
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(list(sentences)), model_writer=out, vocab_size=vocab_size,
-            model_type=model_type, character_coverage=character_coverage,
-            input_sentence_size=max_sentences, shuffle_input_sentence=True,
-            pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
-            normalization_rule_name="identity", num_threads=2,
-            minloglevel=2)
+        try:
+            spm.SentencePieceTrainer.train(
+                sentence_iterator=iter(list(sentences)), model_writer=out, vocab_size=vocab_size,
+                model_type=model_type, character_coverage=character_coverage,
+                input_sentence_size=max_sentences, shuffle_input_sentence=True,
+                pad_id=PAD, unk_id=UNK, bos_id=BOS, eos_id=EOS, hard_vocab_limit=False,
+                normalization_rule_name="identity", num_threads=2,
+                minloglevel=2)
+        except RuntimeError as err:  # its checks, e.g. "Vocabulary size is smaller than required_chars. 20 vs 23."
+            reason = " ".join(str(err).split("] ", 1)[-1].split(" Increase ")[0].split())
+            raise RegardError(f"{what} {vocab_size}: SentencePiece cannot build it from this text ({reason}); "
+                              "raise it, or lower tokenizer.character_coverage") from None
         return cls(out.getvalue())
 
     @classmethod

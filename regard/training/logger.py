@@ -1,20 +1,44 @@
-"""Scalar logging: a CSV file (default) or TensorBoard event files."""
+"""Scalar logging: a CSV file (default) or TensorBoard event files.
+
+``log.csv`` is rewritten whole, atomically (:func:`regard.files.write_text`), at every row:
+a crash never leaves half a row, and a resumed run first drops the rows of the steps it
+will do again, so no step is logged twice.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from regard.errors import RegardError
+from regard.files import write_text
 
 COLUMNS = ["step", "epoch", "lr", "train_loss", "tok_s", "valid_loss", "valid_bleu", "elapsed_s"]
 
 
-class ScalarLog:
-    """One row of scalars per evaluation, appended to ``out/log.csv`` (or, for ``tensorboard``,
-    written as event files in ``out/tensorboard/``)."""
+def read_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
+    """The rows of an existing ``log.csv`` whose step is at most ``up_to_step`` (none if no file)."""
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8", errors="replace") as handle:
+        rows = list(csv.DictReader(handle))
+    return [row for row in rows if _step(row) is not None and _step(row) <= up_to_step]
 
-    def __init__(self, out: Path, kind: str = "csv"):
+
+def _step(row: dict[str, str]) -> int | None:
+    try:
+        return int(row.get("step") or "")
+    except ValueError:
+        return None
+
+
+class ScalarLog:
+    """One row of scalars per evaluation, in ``out/log.csv`` (or, for ``tensorboard``, as event
+    files in ``out/tensorboard/``). ``start_step``: the step training starts from; rows (events)
+    logged after it by an earlier attempt are dropped."""
+
+    def __init__(self, out: Path, kind: str = "csv", start_step: int = 0):
         self.kind = kind
         if kind == "tensorboard":
             try:
@@ -22,14 +46,11 @@ class ScalarLog:
             except ImportError:
                 raise RegardError("train.log: tensorboard needs the 'tensorboard' package "
                                   "(pip install 'regard[tensorboard]'), or use log: csv") from None
-            self.writer = SummaryWriter(str(out / "tensorboard"))
+            self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=start_step + 1 if start_step else None)
             return
-        path = out / "log.csv"
-        new = not path.exists()
-        self.handle = path.open("a", newline="", encoding="utf-8")
-        self.csv = csv.DictWriter(self.handle, fieldnames=COLUMNS)
-        if new:
-            self.csv.writeheader()
+        self.path = out / "log.csv"
+        self.rows = read_rows(self.path, start_step)
+        self._save()
 
     def write(self, **scalars: float) -> None:
         if self.kind == "tensorboard":
@@ -37,8 +58,16 @@ class ScalarLog:
                 if key != "step":
                     self.writer.add_scalar(key, value, scalars["step"])
             return
-        self.csv.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in scalars.items()})
-        self.handle.flush()
+        self.rows.append({k: (f"{v:.6g}" if isinstance(v, float) else str(v)) for k, v in scalars.items()})
+        self._save()
+
+    def _save(self) -> None:
+        text = io.StringIO()
+        table = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        table.writeheader()
+        table.writerows(self.rows)
+        write_text(self.path, text.getvalue())
 
     def close(self) -> None:
-        (self.writer if self.kind == "tensorboard" else self.handle).close()
+        if self.kind == "tensorboard":
+            self.writer.close()

@@ -5,6 +5,10 @@ schedule, validation loss and BLEU every ``eval_every`` steps, ``best/`` and ``l
 checkpoints, early stopping, and exact resumption, on any device, in one process or
 several (:mod:`regard.training.distributed`: every rank runs this same loop on its share
 of each batch; rank 0 validates, saves and reports).
+
+A broken model is never saved: a step whose loss or gradient is NaN or infinite is not
+applied, and stops training with an error naming it (or is skipped and counted, up to
+``train.skip_nonfinite``); weights that are not finite are never validated or written.
 """
 
 from __future__ import annotations
@@ -25,14 +29,14 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from regard.checkpoint import load_model_dir, save_model_dir
-from regard.config import Config, differing_keys
+from regard.checkpoint import load_model_dir, nonfinite_tensor, save_model_dir, skeleton
+from regard.config import Config, differing_keys, validate
 from regard.data.batching import Batch, Example, batch_indices, collate
 from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, load_pairs, spread
 from regard.data.tokenizer import Tokenizer
 from regard.device import resolve_device
 from regard.errors import Interrupted, RegardError
-from regard.files import recover_folder, replace_folder
+from regard.files import check_folder_target, recover_folder, replace_folder
 from regard.model.seq2seq import Seq2Seq
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
 from regard.training import distributed as dist
@@ -48,7 +52,7 @@ OnStep = Callable[[int, int], None]  # (step, target tokens of the step's global
 # Keys a resumed run may change: when and how to stop, report and run, not what is learnt.
 RESUMABLE = {f"train.{k}" for k in ("out_dir", "device", "threads", "workers", "max_steps", "max_epochs",
                                     "max_minutes", "eval_every", "save_every", "eval_beam", "patience", "log",
-                                    "log_every", "kernel_cache")} | {"data.valid_max_sentences"}
+                                    "log_every", "kernel_cache", "skip_nonfinite")} | {"data.valid_max_sentences"}
 
 
 @dataclass
@@ -62,6 +66,12 @@ class Progress:
     bad_evals: int = 0
     elapsed: float = 0.0
     train_loss: float | None = None  # moving average, logged and shown in the progress bar
+    skipped: int = 0  # steps not applied for a NaN/inf loss or gradient (train.skip_nonfinite)
+
+    @property
+    def shown_loss(self) -> float:
+        """The moving average of the training loss, NaN before the first applied step."""
+        return math.nan if self.train_loss is None else self.train_loss
 
 
 def lr_at(step: int, cfg: Config) -> float:
@@ -163,8 +173,17 @@ class Run:
     valid: Pairs
     valid_examples: list[Example]
 
+    def check_finite(self, name: str) -> None:
+        """Raise :class:`RegardError` if a weight holds NaN or inf (every rank has the same weights,
+        so every rank that checks raises): ``out/name`` is then not written."""
+        bad = nonfinite_tensor(self.model.state_dict())
+        if bad is not None:
+            raise RegardError(f"training stopped at step {self.progress.step}: weight '{bad}' holds NaN or inf; "
+                              f"{self.out / name} was not written (earlier checkpoints are kept). Lower train.lr")
+
     def save(self, name: str, with_state: bool = True) -> None:
         """Write ``out/name`` atomically (with the trainer state for ``last``), on rank 0 only."""
+        self.check_finite(name)
         if not self.ranks.is_main:
             return
 
@@ -179,6 +198,7 @@ class Run:
         """Evaluate, log, save ``best``/``last`` (rank 0); True, on every rank, when early stopping says stop."""
         t, p = self.cfg.train, self.progress
         stop = 0.0
+        self.check_finite("best")
         if self.ranks.is_main:
             v_loss, v_bleu = evaluate(self.model, self.cfg, *self.toks, self.valid, self.valid_examples, self.device)
             log.write(step=p.step, epoch=p.epoch, **scalars, valid_loss=v_loss, valid_bleu=v_bleu,
@@ -206,6 +226,7 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
     step; ``tokenizers`` builds the subword models of a new run. Raises
     :class:`Interrupted` after saving on Ctrl-C/SIGTERM.
     """
+    validate(cfg)
     if cfg.train.workers > 1 and not dist.launched():
         with dist.LocalRanks(cfg.train.workers, train_rank, (cfg, None, resume, data, False)) as ranks:
             return train_rank(cfg, ranks, resume, data, show_progress, on_step, tokenizers)
@@ -275,12 +296,44 @@ def start_state(out: Path, resume: bool, ranks: dist.Ranks) -> bool:
     return resume or restarted
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available on this machine (Linux's MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            fields = dict(line.split(":", 1) for line in handle if ":" in line)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def check_room(cfg: Config, out: Path, resume: bool, ranks: dist.Ranks) -> None:
+    """Before any data is read (on rank 0; every rank raises): the model ``cfg`` describes fits in
+    memory, and ``out`` takes files with room for its checkpoints (best/, last/ and last/'s next
+    copy: weights and two Adam moments, 4 bytes a parameter each)."""
+    problem = None
+    if ranks.is_main:
+        params = skeleton(cfg.model, cfg.tokenizer.src_vocab_size, cfg.tokenizer.tgt_vocab_size).count_parameters()
+        memory, need = available_memory(), 16 * params * ranks.local_world  # weights, gradients, moments
+        try:
+            if memory is not None and need > memory:
+                raise RegardError(f"config: the model has {params:,} parameters; training them needs about "
+                                  f"{need / 2**30:.1f} GiB of memory, {memory / 2**30:.1f} GiB are available "
+                                  "(smaller model sizes or vocabularies?)")
+            check_folder_target(out, "train.out_dir", need_bytes=4 * params * (3 if resume else 7))
+        except RegardError as err:
+            problem = str(err)
+    problem = dist.from_main(problem)
+    if problem:
+        raise RegardError(problem)
+
+
 def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
             data: tuple[Pairs, Pairs] | None, tokenizers: Callable[[Config, Pairs], Tokenizers]) -> Run:
     """Data, tokenizers, model and optimizer, fresh or from ``out/last``."""
     out = Path(cfg.train.out_dir)
     recover_folder(out / "last")
     resume = start_state(out, resume, ranks)
+    check_room(cfg, out, resume, ranks)
     if resume:  # its saved config (defaults filled in, old keys upgraded) is checked before any data is read
         model, saved, src_tok, tgt_tok = load_model_dir(out / "last")
         check_resumable(cfg, saved, out / "last")
@@ -329,9 +382,54 @@ def rank_share(idx: list[int], examples: list[Example], ranks: dist.Ranks) -> tu
     return share, ranks.world * sum(len(examples[i].tgt) + 1 for i in share) / total, total
 
 
-def train_step(run: Run, idx: list[int], step: int) -> tuple[float, int]:
+def grad_norm(model: nn.Module, clip_norm: float) -> torch.Tensor:
+    """The gradients' total norm (a 0-d tensor), clipping them to ``clip_norm`` when it is above 0."""
+    params = [p for p in model.parameters() if p.grad is not None]
+    if clip_norm > 0:
+        return torch.nn.utils.clip_grad_norm_(params, clip_norm)
+    return torch.nn.utils.get_total_norm([p.grad for p in params])
+
+
+def poisoned(loss: torch.Tensor) -> torch.Tensor:
+    """``loss``, with a NaN gradient wherever its value is NaN or infinite (even where the loss's
+    own gradient would be finite): DDP's all-reduce then carries one rank's bad loss into every
+    rank's gradients, so that every rank sees it in the gradient norm, with no message between
+    them. A finite loss is multiplied by exactly 1."""
+    return loss * torch.where(torch.isfinite(loss.detach()), 1.0, math.nan)
+
+
+def step_is_finite(loss: torch.Tensor, norm: torch.Tensor, run: Run) -> bool:
+    """Whether the step may be applied: the loss and the gradient norm are finite, on every rank
+    (the same answer on each: :func:`poisoned`). With a gradient scaler (fp16), whose overflows
+    make gradients infinite as a matter of course and are its own to skip, only the losses count,
+    agreed between the ranks."""
+    if run.scaler is None:
+        return bool(torch.isfinite(torch.stack([loss.detach().float(), norm.float()])).all())
+    finite = bool(torch.isfinite(loss.detach()))
+    if run.ranks.world > 1:  # every rank takes the same decision, or their models would part
+        finite = dist.agree([float(not finite)], run.device)[0] == 0
+    return finite
+
+
+def count_nonfinite(run: Run, report: Reporter) -> None:
+    """After a step that was not applied for a NaN/inf loss or gradient: stop training with an
+    error naming the step, unless ``train.skip_nonfinite`` allows one more such step."""
+    p, limit = run.progress, run.cfg.train.skip_nonfinite
+    p.skipped += 1
+    if p.skipped > limit:
+        counted = f" ({p.skipped} such steps, more than train.skip_nonfinite: {limit})" if limit else ""
+        raise RegardError(f"training stopped at step {p.step}: the loss or a gradient is NaN or infinite{counted}; "
+                          "no checkpoint holds it. Lower train.lr, or set train.skip_nonfinite: N to skip up to "
+                          "N such steps")
+    if run.ranks.is_main:
+        report.write(f"step {p.step}: the loss or a gradient is NaN or infinite; step skipped "
+                     f"({p.skipped} of at most {limit})")
+
+
+def train_step(run: Run, idx: list[int], step: int) -> tuple[float | None, int]:
     """One update on global batch ``idx``; returns this rank's part of the (smoothed) loss
-    and the batch's target tokens."""
+    (None, on every rank, when a loss or the gradient was NaN or infinite and the update was
+    not applied) and the batch's target tokens."""
     share, weight, total = rank_share(idx, run.examples, run.ranks)
     batch = collate([run.examples[i] for i in share]).to(run.device)
     torch.manual_seed(run.cfg.train.seed * 1_000_003 + step * 64 + run.ranks.rank)  # dropout, any world size
@@ -340,12 +438,16 @@ def train_step(run: Run, idx: list[int], step: int) -> tuple[float, int]:
     run.optimizer.zero_grad(set_to_none=True)
     grad_scale = run.scaler.get_scale() if run.scaler else 1.0
     with run.autocast():
-        loss = run.net(batch, weight, grad_scale)
+        loss = poisoned(run.net(batch, weight, grad_scale))
     (run.scaler.scale(loss) if run.scaler else loss).backward()
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
-    if run.cfg.train.clip_norm > 0:
-        torch.nn.utils.clip_grad_norm_(run.model.parameters(), run.cfg.train.clip_norm)
+    norm = grad_norm(run.model, run.cfg.train.clip_norm)
+    if not step_is_finite(loss, norm, run):
+        run.optimizer.zero_grad(set_to_none=True)
+        if run.scaler:
+            run.scaler.update()
+        return None, total
     if run.scaler:
         run.scaler.step(run.optimizer)
         run.scaler.update()
@@ -360,7 +462,7 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
     main = run.ranks.is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    log = ScalarLog(out, t.log) if main else None
+    log = ScalarLog(out, t.log, start_step=progress.step) if main else None
     report = Reporter(t.max_steps, progress.step, t.max_minutes, Reporter.choose(show_progress, t.log_every)
                       if main else "quiet", t.log_every)
     start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
@@ -369,18 +471,21 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
             tic = time.perf_counter()
             loss, n_tokens = train_step(run, idx, progress.step + 1)
             progress.step += 1
+            if loss is None:
+                count_nonfinite(run, report)
             progress.elapsed = time.time() - start
             time_up = main and 0 < t.max_minutes * 60 <= progress.elapsed
-            loss, stopping, time_up = dist.agree([loss, float(stop[0]), float(time_up)], run.device)
+            agreed, stopping, time_up = dist.agree([loss or 0.0, float(stop[0]), float(time_up)], run.device)
             tokens, busy = tokens + n_tokens, busy + time.perf_counter() - tic
             avg = progress.train_loss
-            progress.train_loss = loss if avg is None else 0.95 * avg + 0.05 * loss
-            report.update(progress.step, progress.train_loss, tokens / busy, progress.epoch, progress.elapsed)
+            if loss is not None:
+                progress.train_loss = agreed if avg is None else 0.95 * avg + 0.05 * agreed
+            report.update(progress.step, progress.shown_loss, tokens / busy, progress.epoch, progress.elapsed)
             if on_step is not None and main:
                 on_step(progress.step, n_tokens)
             done = progress.step >= t.max_steps or time_up > 0
             if done or progress.step % t.eval_every == 0:
-                done = run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss,
+                done = run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.shown_loss,
                                     tok_s=tokens / busy) or done
                 tokens, busy = 0, 1e-9
             elif t.save_every and progress.step % t.save_every == 0:
@@ -394,7 +499,7 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
                 break
         else:  # every epoch used up (and the last step not just validated)
             if progress.step % t.eval_every:
-                run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.train_loss,
+                run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.shown_loss,
                              tok_s=tokens / busy)
     report.close()
     if log is not None:
