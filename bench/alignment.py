@@ -3,6 +3,7 @@
     python -m bench.alignment corpus     # runs/alignment-data/{train,valid}.{en,fr}: Multi30k + Tatoeba
     regard train --config recipes/alignment-en-fr.yaml   # and recipes/alignment-fr-en.yaml
     python -m bench.alignment eflomal    # eflomal (own venv) on the same text + the gold sentences
+    python -m bench.alignment guide      # eflomal's links of the training pairs, for guided alignment
     python -m bench.alignment regard     # regard align with both models, every rule and symmetrisation
     python -m bench.alignment report     # the table of docs/ALIGNMENT.md from what the steps wrote
 
@@ -119,6 +120,30 @@ def score_directions(links: dict[str, dict[str, list[set]]], sets: dict) -> list
     return rows
 
 
+def write_guide(out: Path = DATA, method: str = "grow-diag-final-and") -> None:
+    """eflomal's links for the training pairs, on the words the models see (their text split at
+    spaces), symmetrised: ``train.en-fr.links`` and its transpose ``train.fr-en.links``, line-
+    aligned with ``train.{en,fr}``, for ``train.guided_alignment``."""
+    from regard.alignment.links import format_pharaoh, parse_pharaoh, transpose
+    from regard.alignment.symmetrize import symmetrize
+    from regard.data.text import iter_parallel
+    work = RESULTS / "guide"
+    work.mkdir(parents=True, exist_ok=True)
+    with (work / "words.en").open("w") as en, (work / "words.fr").open("w") as fr:
+        for s, t in iter_parallel(out / "train.en", out / "train.fr"):
+            en.write(s + "\n")
+            fr.write(t + "\n")
+    align = eflomal_python(default_cache()).parent / "eflomal-align"
+    subprocess.run([str(align), "--overwrite", "-s", str(work / "words.en"), "-t", str(work / "words.fr"),
+                    "-f", str(work / "forward.links"), "-r", str(work / "reverse.links")], check=True)
+    with (work / "forward.links").open() as f, (work / "reverse.links").open() as r, \
+            (out / "train.en-fr.links").open("w") as ef, (out / "train.fr-en.links").open("w") as fe:
+        for forward, reverse in zip(f, r):
+            links = symmetrize(parse_pharaoh(forward), parse_pharaoh(reverse), method)
+            ef.write(format_pharaoh(links) + "\n")
+            fe.write(format_pharaoh(transpose(links)) + "\n")
+
+
 RULE_GRID = [("argmax", 0.0)] + [(rule, t) for rule in ("threshold", "both") for t in (0.1, 0.2, 0.3, 0.4, 0.5)]
 
 
@@ -176,7 +201,7 @@ def report() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alignment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["corpus", "eflomal", "regard", "report"])
+    parser.add_argument("step", choices=["corpus", "eflomal", "guide", "regard", "report"])
     parser.add_argument("--forward", type=Path, default=REPO / "runs" / "alignment-en-fr",
                         help="en→fr model (regard step)")
     parser.add_argument("--reverse", type=Path, default=REPO / "runs" / "alignment-fr-en",
@@ -188,6 +213,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.step == "eflomal":
         run_eflomal()
         print(report())
+    elif args.step == "guide":
+        write_guide()
     elif args.step == "regard":
         run_regard(args.forward, args.reverse, args.name)
         print(report())
