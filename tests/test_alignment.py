@@ -199,3 +199,17 @@ def test_guide_spreads_word_links_over_subwords_and_the_loss_prefers_the_guide()
     assert guided_loss(close, guide[None]) < guided_loss(far, guide[None])
     unguided = torch.zeros(1, 3, 3)
     assert guided_loss(far, unguided) == 0
+
+
+def test_align_checks_its_outputs_and_threshold_before_any_work(tmp_path, capsys, monkeypatch):
+    import regard.translator
+    monkeypatch.setattr(regard.translator.Translator, "load", lambda *a, **k: pytest.fail("loaded a model"))
+    src = tmp_path / "s.en"
+    src.write_text("a\n")
+    base = ["align", "--model", "m", "--src", str(src), "--tgt", str(src)]
+    assert main(base + ["-o", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(base + ["--json", str(tmp_path / "no" / "x.json")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(base + ["--threshold", "0"]) == 2
+    assert "--threshold" in capsys.readouterr().err

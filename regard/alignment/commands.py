@@ -21,14 +21,11 @@ def read_pairs(src: str, tgt: str) -> tuple[list[list[str]], list[list[str]]]:
     return [s.split() for s, _ in pairs], [t.split() for _, t in pairs]
 
 
-def check_output(path: str | None) -> None:
-    """Fail before any work when ``path`` cannot be written."""
+def check_output(path: str | None, what: str) -> None:
+    """Fail before any work when ``path`` (None or ``-``: stdout) cannot be written."""
+    from regard.files import check_file_target
     if path and path != "-":
-        target = Path(path)
-        if target.is_dir():
-            raise RegardError(f"{path} is a folder: give a file name")
-        if not target.parent.resolve().is_dir():
-            raise RegardError(f"{path}: folder {target.parent} does not exist")
+        check_file_target(path, what)
 
 
 def cmd_align(args: argparse.Namespace) -> None:
@@ -36,10 +33,8 @@ def cmd_align(args: argparse.Namespace) -> None:
     from regard.alignment.symmetrize import symmetrize
     from regard.translator import Translator
     check_inference_options(args)
-    for path in (args.output, args.json):
-        check_output(path)
-    if not 0 < args.threshold <= 1:
-        raise RegardError(f"--threshold must be in (0, 1], got {args.threshold}")
+    check_output(args.output, "-o")
+    check_output(args.json, "--json")
     sources, targets = read_pairs(args.src, args.tgt)
     options = dict(rule=args.rule, threshold=args.threshold, capitalize=args.capitalize)
     forward = align_pairs(Translator.load(args.model, device=args.device), sources, targets,
@@ -80,7 +75,7 @@ def cmd_evaluate_alignment(args: argparse.Namespace) -> None:
     from regard.alignment.gold import read_naacl, read_pharaoh, read_tokens
     from regard.alignment.score import score
     from regard.files import write_json
-    check_output(args.json_out)
+    check_output(args.json_out, "--json-out")
     if bool(args.src) != bool(args.tgt):
         raise RegardError("give both --src and --tgt (for the bounds checks), or neither")
     src_len = tgt_len = None
@@ -98,6 +93,17 @@ def cmd_evaluate_alignment(args: argparse.Namespace) -> None:
         write_json(args.json_out, {"gold": args.gold, "links": args.links, **result.to_dict()})
 
 
+def weight(text: str) -> float:
+    """An argparse ``type``: an attention weight in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {value}")
+    return value
+
+
 def add_align_parsers(sub) -> None:
     """``regard align`` and ``regard evaluate-alignment``."""
     p = sub.add_parser("align", help="word alignments from attention (Pharaoh i-j lines), one or both directions")
@@ -108,7 +114,7 @@ def add_align_parsers(sub) -> None:
     p.add_argument("--json", metavar="FILE", help="also write one JSON object per pair: tokens, links and "
                    "the word attention matrix of each direction")
     p.add_argument("--rule", choices=tuple(RULES), default="argmax", help=f"{RULE_HELP} (default: %(default)s)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+    p.add_argument("--threshold", type=weight, default=DEFAULT_THRESHOLD,
                    help="weight a link needs with --rule threshold or both (default: %(default)s)")
     p.add_argument("--reverse-model", metavar="DIR", help="a target → source model: align both directions "
                    "and symmetrise")
