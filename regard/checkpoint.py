@@ -29,7 +29,8 @@ from regard.config import Config, config_from_dict, upgrade
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
 from regard.files import write_json
-from regard.model.seq2seq import Seq2Seq
+from regard.model.archs import build_model
+from regard.model.base import EncoderDecoder
 
 FORMAT_VERSION = 1
 
@@ -48,7 +49,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     raise RegardError(f"{path} is not a Regard model folder (no config.json, best/ or last/)")
 
 
-def save_model_dir(folder: Path, model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+def save_model_dir(folder: Path, model: EncoderDecoder, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
     """Write the translation-ready part of a checkpoint into ``folder``."""
     meta = {"format": FORMAT_VERSION, "src_vocab": len(src_tok), "tgt_vocab": len(tgt_tok),
             "parameters": model.count_parameters(), "config": cfg.to_dict()}
@@ -67,7 +68,7 @@ def read_json(path: Path) -> dict[str, Any]:
         raise RegardError(f"corrupt checkpoint file {path}: {err}") from None
 
 
-def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokenizer]:
+def load_model_dir(path: str | Path) -> tuple[EncoderDecoder, Config, Tokenizer, Tokenizer]:
     """Load model, config and tokenizers from a model (or run) folder, in eval mode."""
     folder = resolve_model_dir(path)
     meta = read_json(folder / "config.json")
@@ -76,7 +77,7 @@ def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokeni
         src_vocab, tgt_vocab = int(meta["src_vocab"]), int(meta["tgt_vocab"])
     except (KeyError, TypeError, ValueError) as err:
         raise RegardError(f"corrupt checkpoint file {folder / 'config.json'}: missing {err}") from None
-    model = Seq2Seq(cfg.model, src_vocab, tgt_vocab)
+    model = build_model(cfg.model, src_vocab, tgt_vocab)
     weights = folder / "model.safetensors"
     if not weights.is_file():
         raise RegardError(f"checkpoint file missing: {weights}")

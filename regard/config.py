@@ -24,6 +24,7 @@ from regard.errors import RegardError
 RNNType = Literal["gru", "lstm"]
 Scorer = Literal["dot", "general", "concat", "none"]
 Stopping = Literal["exact", "first"]  # beam search's stopping rules (regard.search.beam)
+Arch = Literal["rnn", "transformer"]  # model architectures (regard.model.archs.ARCHS)
 
 
 @dataclass
@@ -55,8 +56,14 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder–decoder. ``attention: none`` gives the traditional model."""
+    """The encoder–decoder: ``arch`` rnn (``attention: none`` gives the traditional model) or transformer.
 
+    Both: ``encoder_layers``, ``decoder_layers``, ``dropout``, ``tied_embeddings``. RNN only:
+    ``rnn``, ``embedding_size``, ``encoder_hidden``, ``bidirectional``, ``decoder_hidden``,
+    ``attention``, ``input_feeding``, ``init_range``. Transformer only: the keys after ``init_range``.
+    """
+
+    arch: Arch = "rnn"
     rnn: RNNType = "gru"
     embedding_size: int = 256
     encoder_hidden: int = 256  # per direction
@@ -69,6 +76,13 @@ class ModelConfig:
     dropout: float = 0.2
     tied_embeddings: bool = False  # decoder input and output embeddings share weights
     init_range: float = 0.1  # uniform(-r, r) initialisation; 0 keeps PyTorch defaults
+    # Transformer only (arch: transformer); encoder_layers, decoder_layers, dropout and tied_embeddings apply too
+    d_model: int = 256  # embedding and model size
+    heads: int = 4  # attention heads per layer (d_model must be a multiple)
+    ff_size: int = 1024  # inner size of the feed-forward blocks
+    attention_dropout: float = 0.1  # dropout on the attention weights
+    shared_embeddings: bool = False  # one embedding table for source and target (needs equal vocabulary sizes)
+    attention_layer: int = 0  # decoder layer (1 = first) whose cross-attention, head-averaged, is shown; 0 = last
 
 
 @dataclass
@@ -111,6 +125,7 @@ class TrainConfig:
     log: Literal["csv", "tensorboard"] = "csv"
     log_every: int = 0  # a progress line every this many steps; 0 = a bar on a terminal, else a line every 30 s
     keep_best_by: Literal["bleu", "loss"] = "bleu"
+    keep_checkpoints: int = 0  # also keep the model of the last N evaluations in checkpoints/ (regard average)
 
 
 @dataclass
@@ -262,12 +277,29 @@ def validate(cfg: Config, source: str = "config") -> None:
         raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise RegardError(f"{source}: 'train.label_smoothing' must be in [0, 1), got {t.label_smoothing}")
+    check_transformer(m, source)
+    if t.keep_checkpoints < 0:
+        raise RegardError(f"{source}: 'train.keep_checkpoints' must be >= 0, got {t.keep_checkpoints}")
     enc_out = m.encoder_hidden * (2 if m.bidirectional else 1)
-    if m.attention == "dot" and enc_out != m.decoder_hidden:
+    if m.arch == "rnn" and m.attention == "dot" and enc_out != m.decoder_hidden:
         raise RegardError(
             f"{source}: 'model.attention: dot' needs encoder outputs ({enc_out}) "
             f"the size of the decoder state (model.decoder_hidden = {m.decoder_hidden})")
-    if m.tied_embeddings and m.embedding_size != m.decoder_hidden:
+    if m.arch == "rnn" and m.tied_embeddings and m.embedding_size != m.decoder_hidden:
         raise RegardError(
             f"{source}: 'model.tied_embeddings' needs model.embedding_size == model.decoder_hidden "
             f"({m.embedding_size} != {m.decoder_hidden})")
+
+
+def check_transformer(m: ModelConfig, source: str = "config") -> None:
+    """The Transformer's own ranges: sizes, heads dividing d_model, the attention layer shown."""
+    for key in ("d_model", "heads", "ff_size"):
+        if getattr(m, key) <= 0:
+            raise RegardError(f"{source}: 'model.{key}' must be positive, got {getattr(m, key)}")
+    if m.d_model % m.heads:
+        raise RegardError(f"{source}: 'model.d_model' ({m.d_model}) must be a multiple of 'model.heads' ({m.heads})")
+    if not 0.0 <= m.attention_dropout < 1.0:
+        raise RegardError(f"{source}: 'model.attention_dropout' must be in [0, 1), got {m.attention_dropout}")
+    if not 0 <= m.attention_layer <= m.decoder_layers:
+        raise RegardError(f"{source}: 'model.attention_layer' must be from 1 to model.decoder_layers "
+                          f"({m.decoder_layers}), or 0 for the last, got {m.attention_layer}")

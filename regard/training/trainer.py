@@ -33,7 +33,8 @@ from regard.data.tokenizer import Tokenizer
 from regard.device import resolve_device
 from regard.errors import Interrupted, RegardError
 from regard.files import recover_folder, replace_folder
-from regard.model.seq2seq import Seq2Seq
+from regard.model.archs import build_model
+from regard.model.base import EncoderDecoder
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
 from regard.training import distributed as dist
 from regard.training.logger import ScalarLog
@@ -78,7 +79,7 @@ def lr_at(step: int, cfg: Config) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
+def evaluate(model: EncoderDecoder, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
              valid: Pairs, valid_examples: list[Example], device: torch.device | None = None) -> tuple[float, float]:
     """Validation loss per token (no smoothing) and cased sacreBLEU (on ``device``: the model's by default)."""
     device = device or next(model.parameters()).device
@@ -118,7 +119,7 @@ def is_better(score: float, best: float | None, by: str) -> bool:
 class LossOf(nn.Module):
     """The model's training loss as a module's forward, the call DDP wraps."""
 
-    def __init__(self, model: Seq2Seq, label_smoothing: float):
+    def __init__(self, model: EncoderDecoder, label_smoothing: float):
         super().__init__()
         self.model, self.label_smoothing = model, label_smoothing
 
@@ -126,7 +127,7 @@ class LossOf(nn.Module):
         return self.model.training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
 
 
-def wrap(model: Seq2Seq, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
+def wrap(model: EncoderDecoder, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
     """The module a step calls: the loss alone, or under DDP when there are several ranks."""
     net = LossOf(model, cfg.train.label_smoothing)
     if ranks.world == 1:
@@ -153,7 +154,7 @@ class Run:
     ranks: dist.Ranks
     device: torch.device
     autocast: Autocast
-    model: Seq2Seq
+    model: EncoderDecoder
     net: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
@@ -289,7 +290,7 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
         protos = [t.proto for t in tokenizers(cfg, train_pairs)] if ranks.is_main else None
         src_tok, tgt_tok = (Tokenizer(p) for p in dist.from_main(protos))
         torch.manual_seed(cfg.train.seed)
-        model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
+        model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=device.type in ("cpu", "cuda"))
     autocast = autocast_for(cfg.train.precision, device)

@@ -1,0 +1,117 @@
+"""The Transformer on tiny seeded models: shapes, masks, incremental decoding, the cache, files."""
+
+import pytest
+import torch
+
+from regard.data.batching import Batch
+from regard.data.tokenizer import BOS, PAD
+from tests.conftest import random_batch, random_transformer, save_random
+
+
+def teacher_batch(seed: int = 2) -> Batch:
+    src, lengths = random_batch(batch=3, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    tgt = torch.randint(4, 13, (3, 5), generator=g)
+    tgt_in = torch.cat([torch.full((3, 1), BOS), tgt[:, :-1]], dim=1)
+    return Batch(src, lengths, tgt_in, tgt)
+
+
+def test_shapes_of_logits_and_of_each_attention_view():
+    model, b = random_transformer(), teacher_batch()
+    logits, layer = model(b)
+    _, heads = model(b, "heads")
+    assert logits.shape == (3, 5, 13) and layer.shape == (3, 5, 7)
+    assert heads.shape == (3, 5, 2, 2, 7)  # (B, T, layers, heads, S)
+    assert torch.allclose(layer, heads[:, :, -1].mean(dim=2))  # the last layer's heads, averaged
+    assert model(b, "none")[1] is None
+    first = random_transformer(attention_layer=1)
+    assert torch.allclose(first(b)[1], first(b, "heads")[1][:, :, 0].mean(dim=2))
+
+
+def test_cross_attention_rows_sum_to_one_over_real_source_tokens_only():
+    model, b = random_transformer(), teacher_batch()
+    _, heads = model(b, "heads")
+    for i, n in enumerate(b.src_lengths.tolist()):
+        assert torch.allclose(heads[i].sum(-1), torch.ones(5, 2, 2), atol=1e-5)
+        assert (heads[i, ..., n:] == 0).all()  # padding gets exactly nothing
+
+
+def test_padding_does_not_change_a_sentences_outputs():
+    """Each sentence, alone and unpadded, gets the logits and attention it gets in the padded batch."""
+    model, b = random_transformer(seed=4), teacher_batch()
+    b.tgt_in[1, 3:] = PAD  # a shorter target, padded too
+    logits, heads = model(b, "heads")
+    for i, n in enumerate(b.src_lengths.tolist()):
+        alone = Batch(b.src[i:i + 1, :n], b.src_lengths[i:i + 1], b.tgt_in[i:i + 1, :3], b.tgt_out[i:i + 1, :3])
+        own_logits, own_heads = model(alone, "heads")
+        assert torch.allclose(own_logits[0], logits[i, :3], atol=1e-5)
+        assert torch.allclose(own_heads[0], heads[i, :3, ..., :n], atol=1e-5)
+
+
+def test_incremental_decoding_equals_the_full_forward_pass():
+    """Step by step with cached keys and values: the logits and every head's attention of
+    teacher forcing, position by position."""
+    model, b = random_transformer(seed=5), teacher_batch()
+    logits, heads = model(b, "heads")
+    state = model.start(b.src, b.src_lengths, "heads")
+    for t in range(b.tgt_in.shape[1]):
+        step_logits, step_heads, state = model.step(state, b.tgt_in[:, t])
+        assert torch.allclose(step_logits, logits[:, t], atol=1e-5)
+        assert torch.allclose(step_heads, heads[:, t], atol=1e-5)
+    assert state.cache[0][0].shape == (3, 2, 5, 8)  # (N, H, t, D/H): every position cached
+
+
+def test_reordering_the_cache_follows_the_rows():
+    """Rows picked and repeated (as beam search does) decode as their originals; sentences
+    picked take their encoder keys along."""
+    model, b = random_transformer(seed=6), teacher_batch()
+    state = model.start(b.src, b.src_lengths)
+    for t in range(2):
+        _, _, state = model.step(state, b.tgt_in[:, t])
+    expected, _, _ = model.step(state, b.tgt_in[:, 2])
+    beams = torch.tensor([0, 0, 1, 1, 2, 2])  # 2 hypotheses per sentence, within their sentences
+    got, _, _ = model.step(state.reorder(beams), b.tgt_in[beams, 2])
+    assert torch.allclose(got, expected[beams], atol=1e-5)
+    order = torch.tensor([2, 0])  # sentence 1 leaves, the others swap
+    got, attention, _ = model.step(state.reorder(order, order), b.tgt_in[order, 2])
+    assert torch.allclose(got, expected[order], atol=1e-5)
+    assert attention.shape == (2, 7)
+    rows = torch.tensor([1])
+    assert torch.allclose(model.step(state, b.tgt_in[:, 2], rows)[0], expected[rows], atol=1e-5)
+
+
+def test_tied_and_shared_embeddings_are_one_tensor_and_checked():
+    from regard.errors import RegardError
+    from regard.model.transformer import Transformer
+    model = random_transformer(tied_embeddings=True, shared_embeddings=True)
+    assert model.output.weight is model.tgt_embed.weight is model.src_embed.weight
+    separate = random_transformer()
+    assert separate.output.weight is not separate.tgt_embed.weight
+    with pytest.raises(RegardError, match="shared_embeddings needs source and target vocabularies of one size"):
+        Transformer(model.cfg, 13, 14)
+
+
+def test_save_and_load_round_trip(tmp_path, tiny_tokenizer):
+    from regard.checkpoint import load_model_dir
+    model = random_transformer(vocab=len(tiny_tokenizer), tied_embeddings=True, shared_embeddings=True)
+    loaded, cfg, _, _ = load_model_dir(save_random(tmp_path, model, tiny_tokenizer))
+    assert type(loaded) is type(model) and cfg.model.arch == "transformer"
+    b = teacher_batch()
+    assert torch.equal(loaded(b, "heads")[1], model(b, "heads")[1])
+    assert torch.equal(loaded(b)[0], model(b)[0])
+    assert loaded.output.weight is loaded.tgt_embed.weight is loaded.src_embed.weight  # still one tensor
+
+
+@pytest.mark.parametrize("precision", ["bf16", "int8"])
+def test_bf16_and_int8_transformers_translate_close_to_fp32(precision):
+    from regard.precision import PRECISIONS
+    from regard.search.beam import beam_search
+    fp32 = random_transformer(seed=8, tied_embeddings=True)
+    b = teacher_batch()
+    expected = torch.log_softmax(fp32(b)[0], dim=-1)
+    model = PRECISIONS[precision](random_transformer(seed=8, tied_embeddings=True))
+    assert torch.allclose(torch.log_softmax(model(b)[0].float(), dim=-1), expected, atol=0.1)
+    found = beam_search(model, b.src, b.src_lengths, beam=3, nbest=2, attention="heads")
+    assert all(len(hyps) == 2 and hyps[0].attention.shape[1:3] == (2, 2) for hyps in found)
+    if precision == "int8":
+        assert "quantized" in type(model.decoder_layers[0].ff.inner).__module__
