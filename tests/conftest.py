@@ -89,5 +89,6 @@ def tiny_tokenizer():
 def save_random(folder: Path, model: EncoderDecoder, tokenizer) -> Path:
     """Write ``model`` as a model folder whose source and target subwords are ``tokenizer``."""
     from regard.checkpoint import save_model_dir
+    folder.mkdir(parents=True, exist_ok=True)
     save_model_dir(folder, model, Config(model=model.cfg), tokenizer, tokenizer)
     return folder

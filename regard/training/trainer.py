@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regard.averaging import keep_step_checkpoint
 from regard.checkpoint import load_model_dir, save_model_dir
 from regard.config import Config, differing_keys
 from regard.data.batching import Batch, Example, batch_indices, collate
@@ -49,7 +50,7 @@ OnStep = Callable[[int, int], None]  # (step, target tokens of the step's global
 # Keys a resumed run may change: when and how to stop, report and run, not what is learnt.
 RESUMABLE = {f"train.{k}" for k in ("out_dir", "device", "threads", "workers", "max_steps", "max_epochs",
                                     "max_minutes", "eval_every", "save_every", "eval_beam", "patience", "log",
-                                    "log_every", "kernel_cache")} | {"data.valid_max_sentences"}
+                                    "log_every", "kernel_cache", "keep_checkpoints")} | {"data.valid_max_sentences"}
 
 
 @dataclass
@@ -192,6 +193,9 @@ class Run:
             else:
                 p.bad_evals += 1
             self.save("last")
+            if t.keep_checkpoints:
+                keep_step_checkpoint(self.out, p.step, t.keep_checkpoints,
+                                     lambda folder: save_model_dir(folder, self.model, self.cfg, *self.toks))
             stop = float(t.patience > 0 and p.bad_evals >= t.patience)
         return dist.agree([stop], self.device)[0] > 0
 
