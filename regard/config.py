@@ -84,6 +84,11 @@ class ModelConfig:
     shared_embeddings: bool = False  # one embedding table for source and target (needs equal vocabulary sizes)
     attention_layer: int = 0  # decoder layer (1 = first) whose cross-attention, head-averaged, is shown; 0 = last
 
+    @property
+    def attention_kind(self) -> str:
+        """The RNN's scorer (``none``: no attention), or ``multi-head`` for the Transformer."""
+        return self.attention if self.arch == "rnn" else "multi-head"
+
 
 @dataclass
 class SearchConfig:

@@ -89,11 +89,6 @@ def model_name(path: str | Path | Sequence[str | Path]) -> str:
     return path.parent.name if path.name in ("best", "last", "model") else path.name
 
 
-def attention_kind(cfg) -> str:
-    """What the model's attention is: the RNN's scorer (``none`` for none), or multi-head."""
-    return cfg.model.attention if cfg.model.arch == "rnn" else "multi-head"
-
-
 def evaluate_model(model: str | Path | Sequence[str | Path], sources: list[str], references: list[str],
                    beam: int | None = None,
                    edges: Sequence[int] = BUCKETS, name: str | None = None,
@@ -112,7 +107,8 @@ def evaluate_model(model: str | Path | Sequence[str | Path], sources: list[str],
         seconds = time.perf_counter() - tic
     members = {} if isinstance(model, (str, Path)) else {"ensemble": [str(m) for m in model]}
     return {"name": name or model_name(model), "model": str(model) if not members else "+".join(members["ensemble"]),
-            **members, "arch": cfg.model.arch, "attention": attention_kind(cfg), "beam": beam, "stopping": stopping, "precision": precision, "device": device, "workers": workers,
+            **members, "arch": cfg.model.arch, "attention": cfg.model.attention_kind, "beam": beam,
+            "stopping": stopping, "precision": precision, "device": device, "workers": workers,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}

@@ -115,3 +115,105 @@ def test_bf16_and_int8_transformers_translate_close_to_fp32(precision):
     assert all(len(hyps) == 2 and hyps[0].attention.shape[1:3] == (2, 2) for hyps in found)
     if precision == "int8":
         assert "quantized" in type(model.decoder_layers[0].ff.inner).__module__
+
+
+@pytest.fixture(scope="module")
+def transformer_run(tmp_path_factory, grammar_data):
+    """A tiny Transformer trained for 40 steps by the same trainer as the RNN."""
+    from regard.training.trainer import train
+    from tests.conftest import tiny_config
+    out = tmp_path_factory.mktemp("transformer") / "run"
+    cfg = tiny_config(out, steps=40, arch="transformer", d_model=32, heads=2, ff_size=64, encoder_layers=2,
+                      decoder_layers=2, tied_embeddings=True)
+    cfg.data.valid_max_sentences = 8
+    train(cfg, data=grammar_data, show_progress=False)
+    return out
+
+
+def test_the_trainer_trains_a_transformer_and_the_translator_shows_its_heads(transformer_run):
+    from regard.translator import Translator
+    translator = Translator.load(transformer_run)
+    assert translator.cfg.model.arch == "transformer" and translator.has_attention
+    plain, = translator.translate(["the black cat ate the mouse"], beam=3)
+    t, = translator.translate(["the black cat ate the mouse"], beam=3, heads=True)
+    assert plain.head_attention is None and "head_attention" not in plain.to_dict()
+    assert (t.text, len(t.head_attention), len(t.head_attention[0])) == (plain.text, 2, 2)  # layers, heads
+    last = torch.tensor(t.head_attention[-1]).mean(dim=0)  # the last layer's heads averaged
+    assert torch.allclose(last, torch.tensor(plain.attention), atol=1e-5)
+    words = torch.tensor(t.head_word_attention)
+    assert words.shape[2:] == (len(t.target_words), len(t.source_words))
+    assert torch.allclose(words.sum(-1), torch.ones(words.shape[:-1]), atol=1e-4)
+
+
+def test_plot_draws_a_layer_a_head_or_a_grid_of_heads(transformer_run, tmp_path, capsys):
+    from regard.cli import main
+    base = ["plot", "--model", str(transformer_run), "the black cat"]
+    for extra in ([], ["--layer", "1", "--head", "2"], ["--heads-grid", "--level", "subword"]):
+        code, err = main([*base, "-o", str(tmp_path / "a.png"), *extra]), capsys.readouterr().err
+        assert code == 0, err
+        assert (tmp_path / "a.png").read_bytes()[:4] == b"\x89PNG"
+        (tmp_path / "a.png").unlink()
+    for extra, message in ((["--layer", "3"], "--layer must be from 1 to 2"), (["--head", "0"], "--head must be")):
+        assert main([*base, "-o", str(tmp_path / "a.png"), *extra]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "a.png").exists()
+
+
+def test_the_worker_pool_translates_a_transformer_as_one_process_does(transformer_run):
+    from regard.pool import TranslatorPool
+    from regard.translator import Translator
+    texts = ["the black cat ate the mouse", "", "the dogs eat", "a small white dog saw the horses"]
+    expected = Translator.load(transformer_run, precision="int8").translate(texts, beam=2, batch_size=2)
+    with TranslatorPool.load(transformer_run, precision="int8", workers=2) as pool:
+        got = pool.translate(texts, beam=2, batch_size=2)
+    assert [t.text for t in got] == [t.text for t in expected]
+    assert [t.attention for t in got] == [t.attention for t in expected]
+
+
+def test_the_api_returns_every_head_only_when_asked_and_describes_the_layers(transformer_run, trained_run):
+    from tests.test_serving import call, post
+    from regard.serving import ServeSettings, create_app
+    from regard.translator import Translator
+    app = create_app({"tr": Translator.load(transformer_run), "rnn": Translator.load(trained_run)}, ServeSettings())
+    try:
+        info = {m["name"]: m for m in call(app, "GET", "/api/models").json()["models"]}
+        assert [info["tr"][k] for k in ("arch", "attention", "layers", "heads", "attention_layer")] == [
+            "transformer", "multi-head", 2, 2, 2]
+        assert [info["rnn"][k] for k in ("arch", "layers", "heads")] == ["rnn", 1, 1]
+        for name in ("tr", "rnn"):
+            plain = post(app, {"text": "the black cat", "model": name, "beam": 2}).json()
+            hyp = plain["results"][0]["hypotheses"][0]
+            assert set(hyp) == {"text", "score", "tokens", "target_words", "attention", "word_attention"}
+        data = post(app, {"text": "the black cat", "model": "tr", "beam": 2, "heads": True}).json()
+        result = data["results"][0]
+        hyp = result["hypotheses"][0]
+        heads = torch.tensor(hyp["head_attention"])
+        assert heads.shape == (2, 2, len(hyp["tokens"]), len(result["source_tokens"]))
+        assert torch.allclose(heads[-1].mean(0), torch.tensor(hyp["attention"]), atol=1e-4)
+        assert torch.tensor(hyp["head_word_attention"]).shape == (2, 2, len(hyp["target_words"]),
+                                                                  len(result["source_words"]))
+    finally:
+        app.state.batcher.close()
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"model": {"arch": "transformers"}}, "'model.arch' must be one of ['rnn', 'transformer']"),
+    ({"model": {"arch": "transformer", "d_model": 100, "heads": 3}}, "'model.d_model' (100) must be a multiple"),
+    ({"model": {"arch": "transformer", "decoder_layers": 2, "attention_layer": 3}}, "'model.attention_layer' must be"),
+    ({"model": {"arch": "transformer", "attention_dropout": 1.0}}, "'model.attention_dropout' must be in [0, 1)"),
+    ({"model": {"arch": "transformer", "ff_size": 0}}, "'model.ff_size' must be positive"),
+    ({"train": {"keep_checkpoints": -1}}, "'train.keep_checkpoints' must be >= 0"),
+])
+def test_transformer_settings_are_checked_with_the_key_named(raw, message):
+    from regard.config import config_from_dict
+    from regard.errors import RegardError
+    with pytest.raises(RegardError) as err:
+        config_from_dict(raw, source="x.yaml")
+    assert message in str(err.value) and str(err.value).startswith("x.yaml")
+
+
+def test_rnn_only_rules_do_not_bind_the_transformer():
+    from regard.config import config_from_dict
+    cfg = config_from_dict({"model": {"arch": "transformer", "tied_embeddings": True, "embedding_size": 7,
+                                      "attention": "dot", "decoder_hidden": 300}})
+    assert cfg.model.arch == "transformer" and cfg.model.attention_kind == "multi-head"
