@@ -254,7 +254,8 @@ def ensemble_members(spec: str) -> list[str]:
 def cmd_average(args: argparse.Namespace) -> None:
     from regard.averaging import average_run
     out, chosen = average_run(args.model, args.output, args.last)
-    print(f"wrote {out}: the average of {len(chosen)} checkpoints ({chosen[0].name} … {chosen[-1].name})",
+    names = chosen[0].name if len(chosen) == 1 else f"{chosen[0].name} … {chosen[-1].name}"
+    print(f"wrote {out}: the average of {len(chosen)} checkpoint{'s' if len(chosen) > 1 else ''} ({names})",
           file=sys.stderr)
 
 

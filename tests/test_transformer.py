@@ -217,3 +217,15 @@ def test_rnn_only_rules_do_not_bind_the_transformer():
     cfg = config_from_dict({"model": {"arch": "transformer", "tied_embeddings": True, "embedding_size": 7,
                                       "attention": "dot", "decoder_hidden": 300}})
     assert cfg.model.arch == "transformer" and cfg.model.attention_kind == "multi-head"
+
+
+def test_the_transformer_recipe_loads_and_shares_the_rnn_recipes_data_and_subwords():
+    """Same data, cleaning and tokenizer settings: the same SentencePiece models, so the two
+    recipes' models can form an ensemble."""
+    from pathlib import Path
+    from regard.config import load_config
+    recipes = Path(__file__).parent.parent / "recipes"
+    rnn, transformer = (load_config(recipes / name) for name in ("multi30k-en-fr.yaml", "multi30k-en-fr-transformer.yaml"))
+    assert transformer.model.arch == "transformer" and rnn.model.arch == "rnn"
+    assert (transformer.data, transformer.tokenizer) == (rnn.data, rnn.tokenizer)
+    assert transformer.train.max_minutes <= 110 and transformer.train.keep_checkpoints > 0
