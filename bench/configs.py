@@ -94,7 +94,8 @@ TRANSFORMER_NOTES = {
     "opennmt-py": [
         "encoder_type / decoder_type transformer, position_encoding (SinusoidalInterleaved, as Regard's), "
         "share_decoder_embeddings (the tied output layer)",
-        "self_attn_type scaled-dot (its own softmax(QK^T)V; Regard calls PyTorch's scaled_dot_product_attention)",
+        "self_attn_type scaled-dot-flash (its default: PyTorch's scaled_dot_product_attention, as Regard's); "
+        "add_qkvbias and add_ffnbias (biases in every linear layer, as Regard's); layer-norm epsilon 1e-5 (Regard's)",
         "decay_method noam with learning_rate = peak x sqrt(d_model x warmup): the same schedule as Regard's "
         "inverse_sqrt",
         "param_init 0 with param_init_glorot (Xavier uniform); its embeddings get Xavier too (Regard: N(0, 1/d))",
@@ -204,7 +205,8 @@ def onmt_model(arch: str) -> dict:
         "encoder_type": "transformer", "decoder_type": "transformer", "enc_layers": t["layers"],
         "dec_layers": t["layers"], "hidden_size": t["d_model"], "word_vec_size": t["d_model"], "heads": t["heads"],
         "transformer_ff": t["ff_size"], "position_encoding": True, "position_encoding_type": "SinusoidalInterleaved",
-        "max_relative_positions": 0, "self_attn_type": "scaled-dot", "layer_norm": "standard",
+        "max_relative_positions": 0, "self_attn_type": "scaled-dot-flash", "layer_norm": "standard",
+        "norm_eps": 1e-5, "add_qkvbias": True, "add_ffnbias": True,
         "pos_ffn_activation_fn": "relu", "share_decoder_embeddings": True, "dropout": [t["dropout"]],
         "attention_dropout": [t["attention_dropout"]], "dropout_steps": [0], "param_init": 0.0,
         "param_init_glorot": True, "optim": "adam", "adam_beta1": 0.9, "adam_beta2": 0.999, "decay_method": "noam",

@@ -282,7 +282,8 @@ def validate(cfg: Config, source: str = "config") -> None:
         raise RegardError(f"{source}: 'model.dropout' must be in [0, 1), got {m.dropout}")
     if not 0.0 <= t.label_smoothing < 1.0:
         raise RegardError(f"{source}: 'train.label_smoothing' must be in [0, 1), got {t.label_smoothing}")
-    check_transformer(m, source)
+    if m.arch == "transformer":
+        check_transformer(m, source)
     if t.keep_checkpoints < 0:
         raise RegardError(f"{source}: 'train.keep_checkpoints' must be >= 0, got {t.keep_checkpoints}")
     enc_out = m.encoder_hidden * (2 if m.bidirectional else 1)
