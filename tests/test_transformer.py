@@ -225,7 +225,7 @@ def test_the_transformer_recipe_loads_and_shares_the_rnn_recipes_data_and_subwor
     from pathlib import Path
     from regard.config import load_config
     recipes = Path(__file__).parent.parent / "recipes"
-    rnn, transformer = (load_config(recipes / name) for name in ("multi30k-en-fr.yaml", "multi30k-en-fr-transformer.yaml"))
+    rnn, transformer = (load_config(recipes / f"multi30k-en-fr{name}.yaml") for name in ("", "-transformer"))
     assert transformer.model.arch == "transformer" and rnn.model.arch == "rnn"
     assert (transformer.data, transformer.tokenizer) == (rnn.data, rnn.tokenizer)
     assert transformer.train.max_minutes <= 110 and transformer.train.keep_checkpoints > 0
