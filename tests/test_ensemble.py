@@ -85,3 +85,26 @@ def test_models_with_other_subwords_cannot_form_an_ensemble(tmp_path, tiny_token
     assert main(["translate", "--model", str(a), "--model", str(b)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("regard: error: cannot ensemble") and len(err.splitlines()) == 1
+
+
+def test_evaluate_scores_models_and_ensembles_side_by_side(tmp_path, tiny_tokenizer, capsys):
+    import json
+
+    from regard.cli import main
+    V = len(tiny_tokenizer)
+    a = save_random(tmp_path / "a", random_transformer(vocab=V, seed=1), tiny_tokenizer)
+    b = save_random(tmp_path / "b", random_model(vocab=V, seed=2), tiny_tokenizer)
+    (tmp_path / "t.en").write_text("the black cat\nthe dogs eat\n")
+    (tmp_path / "t.fr").write_text("le chat noir\nles chiens mangent\n")
+    code = main(["evaluate", "--model", str(a), "--ensemble", f"{a},{b}", "--src", str(tmp_path / "t.en"),
+                 "--ref", str(tmp_path / "t.fr"), "--beam", "2", "--json-out", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert code == 0
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["name"] for r in results] == ["a", "a+b"]
+    assert "ensemble" not in results[0] and results[1]["ensemble"] == [str(a), str(b)]
+    assert results[0]["attention"] == results[1]["attention"] == "multi-head"  # the first model's
+    assert "a+b (ensemble of 2, the first's attention: multi-head, beam 2" in out
+    test_set = ["--src", str(tmp_path / "t.en"), "--ref", str(tmp_path / "t.fr")]
+    assert main(["evaluate", "--ensemble", str(a), *test_set]) == 2
+    assert "give two or more model folders" in capsys.readouterr().err
