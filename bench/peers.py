@@ -312,7 +312,8 @@ def speed(args: argparse.Namespace, ctx: Context, budgets: dict, work: Path) -> 
             systems[name]["utilisation"] = utilisation(flops, systems[name]["train_tok_s"], measured)
     return {
         "systems": systems, "ratios": ratios(systems), "flops": flops, "ceiling": ceiling,
-        "settings": {**SETTINGS_OF[args.arch], "arch": args.arch, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "settings": {**SETTINGS_OF[args.arch], "arch": args.arch, "steps": args.steps, "warmup": args.warmup,
+                     "rounds": args.rounds,
                      "limit": args.limit, "batches": args.batches, "budgets": budgets, "data": ctx.prep.stats,
                      "subwords": "Regard trains SentencePiece itself from the cleaned text; the peers read the "
                                  "same pieces pre-tokenised (identical models, checked: same_subwords)",

@@ -118,8 +118,8 @@ def format_result(result: dict[str, Any]) -> str:
     """A few lines for people."""
     members = result.get("ensemble")
     kind = f"ensemble of {len(members)}, the first's " if members else ""
-    lines = [f"{result['name']} ({kind}attention: {result['attention']}, beam {result['beam']}, {result['n']} sentences, "
-             f"{result['precision']}: {result['sentences_per_second']} sentences/s)",
+    lines = [f"{result['name']} ({kind}attention: {result['attention']}, beam {result['beam']}, "
+             f"{result['n']} sentences, {result['precision']}: {result['sentences_per_second']} sentences/s)",
              f"  BLEU {result['bleu']:.2f}   [{result['bleu_signature']}]",
              f"  chrF {result['chrf']:.2f}   [{result['chrf_signature']}]",
              f"  BLEU lower-cased {result['bleu_lc']:.2f}   [{result['bleu_lc_signature']}]",
