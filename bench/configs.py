@@ -1,11 +1,20 @@
 """One model, three configs: Regard's dataclasses, a Joey NMT YAML and an OpenNMT-py YAML.
 
-The shared model: embeddings 256, a 1-layer bidirectional GRU encoder of 256 per
-direction, a 1-layer GRU decoder of 512, ``general`` (bilinear) attention with input
-feeding, dropout 0.2, uniform ±0.1 initialisation, Adam at a constant 1e-3, label
+The shared RNN model (``--arch rnn``): embeddings 256, a 1-layer bidirectional GRU encoder
+of 256 per direction, a 1-layer GRU decoder of 512, ``general`` (bilinear) attention with
+input feeding, dropout 0.2, uniform ±0.1 initialisation, Adam at a constant 1e-3, label
 smoothing 0.1, gradient-norm clipping at 1.0, batches of about 2,000 target tokens,
-2 threads. Where a toolkit cannot say a setting exactly, :data:`NOTES` says what it
-uses instead; the notes are printed and written to ``peers.json``.
+2 threads.
+
+The shared Transformer (``--arch transformer``, Regard and OpenNMT-py only): pre-layer-norm,
+sinusoidal positions, 3 encoder and 3 decoder layers of 256 with 4 heads and feed-forward
+blocks of 1,024, dropout and attention dropout 0.1, the output layer tied to the target
+embeddings, Xavier-uniform initialisation, Adam(0.9, 0.999) with a linear warm-up over 2,000
+steps to 1e-3 and then the inverse square root (OpenNMT-py's ``noam`` with the learning rate
+scaled to the same peak), the same clipping, smoothing, batches and threads.
+
+Where a toolkit cannot say a setting exactly, :data:`NOTES` says what it uses instead; the
+notes are printed and written to ``peers.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +34,9 @@ TRANSLATE_BATCH = 128  # sentences per translation batch, for every system (Rega
 TRANSLATE_WORKERS = 2  # Regard translates with 2 processes of 1 thread (regard.pool); the peers with 1 of 2 threads
 BEAM_STOPPING = "exact"  # Regard's beam-search stopping rule in the benchmark
 NEVER = 10**9  # a validation interval that is never reached
+ARCHS = ("rnn", "transformer")
+TRANSFORMER = {"d_model": 256, "heads": 4, "ff_size": 1024, "layers": 3, "dropout": 0.1, "attention_dropout": 0.1,
+               "lr": 1e-3, "warmup_steps": 2000}
 
 SETTINGS = {
     "embedding": 256, "encoder": "1-layer bidirectional GRU, 256 per direction", "decoder": "1-layer GRU, 512",
@@ -33,6 +45,17 @@ SETTINGS = {
     "batch": f"about {BATCH_TOKENS} tokens", "threads": THREADS, "beam_length_penalty": "GNMT alpha 1.0",
     "translation_batch": TRANSLATE_BATCH,
 }
+TRANSFORMER_SETTINGS = {
+    "model": "Transformer, pre-layer-norm, sinusoidal positions", "layers": f"{TRANSFORMER['layers']} + "
+    f"{TRANSFORMER['layers']}", "d_model": TRANSFORMER["d_model"], "heads": TRANSFORMER["heads"],
+    "ff_size": TRANSFORMER["ff_size"], "dropout": TRANSFORMER["dropout"],
+    "attention_dropout": TRANSFORMER["attention_dropout"], "tied_output": True, "init": "xavier_uniform",
+    "optimizer": f"Adam(0.9, 0.999), linear warm-up over {TRANSFORMER['warmup_steps']} steps to "
+                 f"{TRANSFORMER['lr']:g}, then inverse square root",
+    "label_smoothing": 0.1, "clip_norm": 1.0, "batch": f"about {BATCH_TOKENS} tokens", "threads": THREADS,
+    "beam_length_penalty": "GNMT alpha 1.0", "translation_batch": TRANSLATE_BATCH,
+}
+SETTINGS_OF = {"rnn": SETTINGS, "transformer": TRANSFORMER_SETTINGS}  # by --arch
 
 NOTES = {
     "regard": [
@@ -65,6 +88,23 @@ NOTES = {
 }
 
 
+TRANSFORMER_NOTES = {
+    "regard": NOTES["regard"],
+    "regard-bf16": NOTES["regard-bf16"],
+    "opennmt-py": [
+        "encoder_type / decoder_type transformer, position_encoding (SinusoidalInterleaved, as Regard's), "
+        "share_decoder_embeddings (the tied output layer)",
+        "self_attn_type scaled-dot-flash (its default: PyTorch's scaled_dot_product_attention, as Regard's); "
+        "add_qkvbias and add_ffnbias (biases in every linear layer, as Regard's); layer-norm epsilon 1e-5 (Regard's)",
+        "decay_method noam with learning_rate = peak x sqrt(d_model x warmup): the same schedule as Regard's "
+        "inverse_sqrt",
+        "param_init 0 with param_init_glorot (Xavier uniform); its embeddings get Xavier too (Regard: N(0, 1/d))",
+        *NOTES["opennmt-py"][2:],
+    ],
+}
+NOTES_OF = {"rnn": NOTES, "transformer": TRANSFORMER_NOTES}  # by --arch
+
+
 BATCH_RULES = {
     "regard": "train.batch_tokens {size}: sentences x (longest target + 1) <= {size}, sorted by target length",
     "joeynmt": "batch_type token, batch_size {size}: sentences x max(src+1, trg+1) >= {size} closes a batch, "
@@ -82,22 +122,34 @@ def batch_note(name: str, size: int, expected_tokens: int) -> str:
     return note
 
 
+def regard_model(arch: str) -> ModelConfig:
+    """The benchmark's model of architecture ``arch``."""
+    if arch == "transformer":
+        t = TRANSFORMER
+        return ModelConfig(arch="transformer", d_model=t["d_model"], heads=t["heads"], ff_size=t["ff_size"],
+                           encoder_layers=t["layers"], decoder_layers=t["layers"], dropout=t["dropout"],
+                           attention_dropout=t["attention_dropout"], tied_embeddings=True)
+    return ModelConfig(rnn="gru", embedding_size=256, encoder_hidden=256, encoder_layers=1, bidirectional=True,
+                       decoder_hidden=512, decoder_layers=1, attention="general", input_feeding=True,
+                       dropout=0.2, init_range=0.1)
+
+
 def regard_config(prep: Prepared, out_dir: Path, steps: int, precision: str = "fp32",
-                  eval_every: int = NEVER) -> Config:
+                  eval_every: int = NEVER, arch: str = "rnn") -> Config:
     """Regard's config for this benchmark (tokenizer and data filters from its Multi30k recipe)."""
     stats = prep.stats
+    schedule = {"lr": 1e-3, "schedule": "constant"} if arch == "rnn" else {
+        "lr": TRANSFORMER["lr"], "schedule": "inverse_sqrt", "warmup_steps": TRANSFORMER["warmup_steps"]}
     return Config(
         data=DataConfig(train_src=str(prep.clean("en")), train_tgt=str(prep.clean("fr")),
                         valid_src=str(prep.original("val", "en")), valid_tgt=str(prep.original("val", "fr")),
                         max_len=stats["max_len"], valid_max_sentences=20),
         tokenizer=recipe_config().tokenizer,
-        model=ModelConfig(rnn="gru", embedding_size=256, encoder_hidden=256, encoder_layers=1, bidirectional=True,
-                          decoder_hidden=512, decoder_layers=1, attention="general", input_feeding=True,
-                          dropout=0.2, init_range=0.1),
+        model=regard_model(arch),
         search=SearchConfig(beam=5, length_penalty=1.0, max_ratio=2.0),
         train=TrainConfig(out_dir=str(out_dir), seed=1, threads=THREADS // REGARD_WORKERS, workers=REGARD_WORKERS,
                           batch_tokens=BATCH_TOKENS,
-                          max_steps=steps, lr=1e-3, schedule="constant", clip_norm=1.0, label_smoothing=0.1,
+                          max_steps=steps, **schedule, clip_norm=1.0, label_smoothing=0.1,
                           precision=precision, eval_every=min(eval_every, steps), eval_beam=1),
     )
 
@@ -138,7 +190,32 @@ def joey_config(prep: Prepared, model_dir: Path, steps: int, dev_prefix: Path, b
     }
 
 
-def onmt_train_config(prep: Prepared, work: Path, steps: int, save_every: int | None = None) -> dict:
+def onmt_model(arch: str) -> dict:
+    """OpenNMT-py 3.5's options for the benchmark's model, optimizer and schedule of architecture ``arch``."""
+    if arch == "rnn":
+        return {
+            "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "GRU",
+            "enc_layers": 1, "dec_layers": 1, "enc_hid_size": 512, "dec_hid_size": 512, "word_vec_size": 256,
+            "global_attention": "general", "input_feed": 1, "bridge": True, "dropout": [0.2], "dropout_steps": [0],
+            "param_init": 0.1, "optim": "adam", "learning_rate": 1e-3, "adam_beta1": 0.9, "adam_beta2": 0.999,
+            "decay_method": "none", "learning_rate_decay": 1.0,
+        }
+    t = TRANSFORMER
+    return {
+        "encoder_type": "transformer", "decoder_type": "transformer", "enc_layers": t["layers"],
+        "dec_layers": t["layers"], "hidden_size": t["d_model"], "word_vec_size": t["d_model"], "heads": t["heads"],
+        "transformer_ff": t["ff_size"], "position_encoding": True, "position_encoding_type": "SinusoidalInterleaved",
+        "max_relative_positions": 0, "self_attn_type": "scaled-dot-flash", "layer_norm": "standard",
+        "norm_eps": 1e-5, "add_qkvbias": True, "add_ffnbias": True,
+        "pos_ffn_activation_fn": "relu", "share_decoder_embeddings": True, "dropout": [t["dropout"]],
+        "attention_dropout": [t["attention_dropout"]], "dropout_steps": [0], "param_init": 0.0,
+        "param_init_glorot": True, "optim": "adam", "adam_beta1": 0.9, "adam_beta2": 0.999, "decay_method": "noam",
+        "warmup_steps": t["warmup_steps"], "learning_rate": t["lr"] * (t["d_model"] * t["warmup_steps"]) ** 0.5,
+    }
+
+
+def onmt_train_config(prep: Prepared, work: Path, steps: int, save_every: int | None = None,
+                      arch: str = "rnn") -> dict:
     """OpenNMT-py 3.5 training config (``onmt_train -config``)."""
     return {
         "save_data": str(work / "onmt"), "overwrite": True,
@@ -150,11 +227,7 @@ def onmt_train_config(prep: Prepared, work: Path, steps: int, save_every: int | 
         "save_model": str(work / "model"), "save_checkpoint_steps": save_every or steps, "keep_checkpoint": 1,
         "train_steps": steps, "valid_steps": NEVER, "report_every": LOG_EVERY, "seed": 1,
         "world_size": 1, "gpu_ranks": [], "num_workers": 0, "model_dtype": "fp32",
-        "model_type": "text", "encoder_type": "brnn", "decoder_type": "rnn", "rnn_type": "GRU",
-        "enc_layers": 1, "dec_layers": 1, "enc_hid_size": 512, "dec_hid_size": 512, "word_vec_size": 256,
-        "global_attention": "general", "input_feed": 1, "bridge": True, "dropout": [0.2], "dropout_steps": [0],
-        "param_init": 0.1, "optim": "adam", "learning_rate": 1e-3, "adam_beta1": 0.9, "adam_beta2": 0.999,
-        "decay_method": "none", "learning_rate_decay": 1.0, "max_grad_norm": 1.0, "label_smoothing": 0.1,
+        "model_type": "text", **onmt_model(arch), "max_grad_norm": 1.0, "label_smoothing": 0.1,
         "batch_type": "tokens", "batch_size": BATCH_TOKENS, "normalization": "tokens", "accum_count": [1],
     }
 

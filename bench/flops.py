@@ -11,6 +11,16 @@ size per direction, D = 2h encoder output, H decoder size and V target vocabular
 * decoder, per target step: GRU 3H x (E + H) + 3H x H (input feeding), scores H x S,
   context S x D, ``W_c[c; h]`` (D + H) x H, output H x V.
 
+For the Transformer (``--arch transformer``), with d the model size, f the feed-forward
+size and L layers on each side:
+
+* encoder, per source subword and layer: Q, K, V, output 4 d x d, feed-forward 2 d x f;
+  self-attention scores and context 2 x S x d;
+* cross-attention keys and values, per source subword and decoder layer: 2 d x d;
+* decoder, per target step and layer: self-attention 4 d x d and 2 x t x d (t the positions
+  so far, causal), cross-attention Q and output 2 d x d and 2 x S x d, feed-forward
+  2 d x f; the output layer d x V.
+
 Summed over the training pairs and divided by their target tokens, this gives the
 forward cost per real target token; training costs about 3x that (the backward pass
 is two products per product). ``executed`` counts what Regard's padded batches
@@ -26,6 +36,7 @@ import sys
 import time
 
 from bench.batches import Lengths, read_lengths
+from bench.configs import TRANSFORMER
 from bench.data import Prepared
 from regard.data.batching import Example, batch_indices
 
@@ -43,24 +54,39 @@ def forward_macs(src_len: int, tgt_steps: int, vocab: int, attend_over: int | No
     return encoder + keys_and_bridge + tgt_steps * per_step
 
 
-def regard_flops(prep: Prepared, batch_tokens: int = 2000) -> dict:
+def transformer_macs(src_len: int, tgt_steps: int, vocab: int, attend_over: int | None = None) -> int:
+    """Multiply-adds of one Transformer forward pass over a pair (``attend_over``: source positions)."""
+    d, f, L = TRANSFORMER["d_model"], TRANSFORMER["ff_size"], TRANSFORMER["layers"]
+    attend = src_len if attend_over is None else attend_over
+    encoder = L * src_len * (4 * d * d + 2 * d * f + 2 * attend * d)
+    cross_kv = L * attend * 2 * d * d
+    self_attention = L * 2 * d * tgt_steps * (tgt_steps + 1) // 2
+    decoder = tgt_steps * (L * (6 * d * d + 2 * d * f + 2 * attend * d) + d * vocab)
+    return encoder + cross_kv + self_attention + decoder
+
+
+def regard_flops(prep: Prepared, batch_tokens: int = 2000, arch: str = "rnn") -> dict:
     """FLOPs per real target token: forward and training, real and as Regard's padded batches execute them."""
     lengths: Lengths = read_lengths(prep.pieces("train", "en"), prep.pieces("train", "fr"))
     vocab = prep.stats["tgt_vocab"]
     tokens = sum(t + 1 for _, t in lengths)
-    real = sum(forward_macs(s, t + 1, vocab) for s, t in lengths)
+    macs = forward_macs if arch == "rnn" else transformer_macs
+    real = sum(macs(s, t + 1, vocab) for s, t in lengths)
     examples = [Example([0] * s, [0] * t) for s, t in lengths]
     executed = 0
     for idx in batch_indices(examples, batch_tokens, seed=1, epoch=0):
         longest_src = max(lengths[i][0] for i in idx)
         longest_tgt = max(lengths[i][1] for i in idx) + 1
-        executed += sum(forward_macs(lengths[i][0], longest_tgt, vocab, longest_src) for i in idx)
+        # the RNN encoder skips padding (packed sequences); the Transformer's computes it
+        executed += sum(macs(lengths[i][0] if arch == "rnn" else longest_src, longest_tgt, vocab, longest_src)
+                        for i in idx)
     forward = 2 * real / tokens
     return {
         "forward_mflop_per_token": forward / 1e6,
         "train_mflop_per_token": 3 * forward / 1e6,
         "train_mflop_per_token_executed": 3 * 2 * executed / tokens / 1e6,
-        "dims": {"embedding": E, "encoder_per_direction": HE, "decoder": H, "tgt_vocab": vocab,
+        "dims": {**({"embedding": E, "encoder_per_direction": HE, "decoder": H} if arch == "rnn" else
+                    {k: TRANSFORMER[k] for k in ("d_model", "ff_size", "layers")}), "tgt_vocab": vocab,
                  "mean_src_per_tgt_token": sum(s for s, _ in lengths) / tokens},
         "counted": "matrix products only (2 FLOPs per multiply-add); training = 3 x forward",
     }

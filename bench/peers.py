@@ -1,8 +1,12 @@
 """``make bench``: Regard against Joey NMT and OpenNMT-py on the same model, side by side.
 
-    python -m bench.peers [--steps N] [--warmup W] [--rounds R] [--limit L] [--quality]
-                          [--data DIR] [--systems regard,joeynmt,opennmt-py,regard-bf16]
+    python -m bench.peers [--arch rnn|transformer] [--steps N] [--warmup W] [--rounds R] [--limit L]
+                          [--quality] [--data DIR] [--systems regard,joeynmt,opennmt-py,regard-bf16]
                           [--skip-install] [--batches matched|literal] [--out runs/bench]
+
+``--arch transformer`` (``make bench BENCH_ARGS="--arch transformer"``) runs Regard's
+Transformer beside OpenNMT-py's with the same sizes (bench/configs.py), the same way; Joey NMT
+is left out, and the results go to ``runs/bench-transformer`` by default.
 
 1. installs the peers into their own venvs in the cache (once; see bench/install.py);
 2. prepares Multi30k en–fr once for all three (bench/data.py);
@@ -30,13 +34,14 @@ from pathlib import Path
 
 from bench import measure
 from bench.batches import peer_budgets
-from bench.configs import BATCH_TOKENS, LOG_EVERY, NOTES, SETTINGS, batch_note
+from bench.configs import ARCHS, BATCH_TOKENS, LOG_EVERY, NOTES_OF, SETTINGS_OF, batch_note
 from bench.data import Prepared, prepare
 from bench.flops import CEILING_GFLOPS, regard_flops, utilisation
 from bench.install import PEERS, default_cache, ensure_peer, installed_versions, venv_python
 from bench.systems import REGARD_ENV, REPO, SYSTEMS, Context, RunFailed, Trained, Translated
 
 ALL = ["regard", "joeynmt", "opennmt-py", "regard-bf16"]
+SYSTEMS_OF = {"rnn": ALL, "transformer": ["regard", "opennmt-py", "regard-bf16"]}  # by --arch
 PEER_NAMES = ["joeynmt", "opennmt-py"]
 SPEED = ("train_tok_s", "greedy_sent_s", "beam5_sent_s")
 START = time.time()
@@ -50,26 +55,31 @@ def say(message: str) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.peers", description="Regard against Joey NMT and "
                                 "OpenNMT-py on the same model, side by side (make bench). See docs/PERFORMANCE.md.")
+    p.add_argument("--arch", choices=ARCHS, default="rnn",
+                   help="the shared model: rnn (all three toolkits) or transformer (Regard and OpenNMT-py)")
     p.add_argument("--steps", type=int, default=50, help="training steps per run (default 50)")
     p.add_argument("--warmup", type=int, default=20, help="steps left out of the timing (default 20)")
     p.add_argument("--rounds", type=int, default=2, help="training runs per system, alternating order (default 2)")
     p.add_argument("--limit", type=int, help="translate only the first N test sentences (smoke runs)")
-    p.add_argument("--systems", default=",".join(ALL), help=f"comma-separated subset of {','.join(ALL)}")
+    p.add_argument("--systems", help=f"comma-separated subset of {','.join(ALL)} (default: every system of --arch)")
     p.add_argument("--data", default=os.environ.get("REGARD_DATA") or str(REPO.parent / "shared" / "data"),
                    help="folder holding multi30k/ (default: $REGARD_DATA or ../shared/data)")
     p.add_argument("--cache", type=Path, help="cache folder (default: $REGARD_CACHE/bench or ~/.cache/regard/bench)")
-    p.add_argument("--out", type=Path, default=REPO / "runs" / "bench", help="output folder (default runs/bench)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/bench, runs/bench-transformer for the "
+                                            "Transformer)")
     p.add_argument("--batches", choices=["matched", "literal"], default="matched",
                    help="peers' batch sizes: matched to Regard's real target tokens per batch, or 2000 (literal)")
     p.add_argument("--skip-install", action="store_true", help="use the peers' venvs as they are")
     p.add_argument("--quality", action="store_true", help="also train each toolkit for --quality-minutes, score BLEU")
     p.add_argument("--quality-minutes", type=float, default=20.0, help="wall-clock training time per toolkit (20)")
     args = p.parse_args(argv)
+    args.out = args.out or REPO / "runs" / ("bench" if args.arch == "rnn" else f"bench-{args.arch}")
     args.out = args.out.resolve()  # the peers run in their own folders: a relative path would break
-    args.systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    unknown = [s for s in args.systems if s not in ALL]
+    choices = SYSTEMS_OF[args.arch]
+    args.systems = [s.strip() for s in (args.systems or ",".join(choices)).split(",") if s.strip()]
+    unknown = [s for s in args.systems if s not in choices]
     if unknown or not args.systems:
-        p.error(f"--systems: unknown {unknown}; choose from {ALL}")
+        p.error(f"--systems: unknown {unknown} for --arch {args.arch}; choose from {choices}")
     if args.warmup % LOG_EVERY or args.steps % LOG_EVERY or args.steps - args.warmup < 2 * LOG_EVERY:
         p.error(f"--steps and --warmup must be multiples of {LOG_EVERY}, with at least {2 * LOG_EVERY} timed steps")
     if (args.limit is not None and args.limit < 1) or args.rounds < 1 or args.quality_minutes <= 0:
@@ -138,7 +148,7 @@ def translate_all(ctx: Context, names: list[str], models: dict, work: Path, resu
             say(f"  {done.sentences / done.seconds:.1f} sentences/s, peak RSS {done.run.peak_rss_mib:.0f} MiB")
 
 
-def summarise(name: str, raw: dict, budgets: dict, cache: Path) -> dict:
+def summarise(name: str, raw: dict, budgets: dict, cache: Path, arch: str = "rnn") -> dict:
     """The per-system entry of peers.json: headline numbers first, then details and settings."""
     runs = raw["train_runs"]
     out: dict = {}
@@ -155,8 +165,8 @@ def summarise(name: str, raw: dict, budgets: dict, cache: Path) -> dict:
     if "error" in raw:
         out["error"] = raw["error"]
     budget = budgets["regard" if name.startswith("regard") else name]
-    notes = [batch_note(name, budget["batch_size"], budget["expected_tgt_tokens_per_step"]), *NOTES[name]]
-    out["settings"] = {**SETTINGS, "batch_size": budget["batch_size"],
+    notes = [batch_note(name, budget["batch_size"], budget["expected_tgt_tokens_per_step"]), *NOTES_OF[arch][name]]
+    out["settings"] = {**SETTINGS_OF[arch], "batch_size": budget["batch_size"],
                        "expected_tgt_tokens_per_step": budget["expected_tgt_tokens_per_step"], "notes": notes}
     if name in PEERS:
         out["settings"]["versions"] = installed_versions(cache, name)
@@ -294,15 +304,16 @@ def speed(args: argparse.Namespace, ctx: Context, budgets: dict, work: Path) -> 
     for round_no in range(args.rounds):
         train_round(ctx, args.systems, args, work, round_no, raw, models)
     translate_all(ctx, args.systems, models, work, raw)
-    systems = {name: summarise(name, raw[name], budgets, ctx.cache) for name in args.systems}
-    flops = regard_flops(ctx.prep, BATCH_TOKENS)
+    systems = {name: summarise(name, raw[name], budgets, ctx.cache, args.arch) for name in args.systems}
+    flops = regard_flops(ctx.prep, BATCH_TOKENS, args.arch)
     for name in ("regard", "regard-bf16"):
         if name in systems and systems[name].get("train_tok_s"):
             measured = ceiling["bfloat16_gflop_s" if name.endswith("bf16") else "float32_gflop_s"]
             systems[name]["utilisation"] = utilisation(flops, systems[name]["train_tok_s"], measured)
     return {
         "systems": systems, "ratios": ratios(systems), "flops": flops, "ceiling": ceiling,
-        "settings": {**SETTINGS, "steps": args.steps, "warmup": args.warmup, "rounds": args.rounds,
+        "settings": {**SETTINGS_OF[args.arch], "arch": args.arch, "steps": args.steps, "warmup": args.warmup,
+                     "rounds": args.rounds,
                      "limit": args.limit, "batches": args.batches, "budgets": budgets, "data": ctx.prep.stats,
                      "subwords": "Regard trains SentencePiece itself from the cleaned text; the peers read the "
                                  "same pieces pre-tokenised (identical models, checked: same_subwords)",
@@ -334,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     install(args.systems, cache, args.skip_install)
     prep: Prepared = prepare(Path(args.data), cache, log=say)
     budgets = peer_budgets(prep.pieces("train", "en"), prep.pieces("train", "fr"), BATCH_TOKENS, args.batches)
-    ctx = Context(prep, cache, {n: b["batch_size"] for n, b in budgets.items()}, args.limit)
+    ctx = Context(prep, cache, {n: b["batch_size"] for n, b in budgets.items()}, args.limit, arch=args.arch)
     try:
         result = speed(args, ctx, budgets, work)
     except RunFailed as err:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from bench.configs import BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, TRANSLATE_WORKERS, regard_config
+from bench.configs import ARCHS, BEAM_STOPPING, LOG_EVERY, TRANSLATE_BATCH, TRANSLATE_WORKERS, regard_config
 from bench.data import Prepared
 from regard.data.text import read_lines, read_parallel
 from regard.errors import Interrupted
@@ -33,10 +33,10 @@ from regard.translator import PRECISIONS
 
 
 def train(prep: Prepared, out: Path, steps: int, precision: str, valid_sentences: int,
-          overrides: list[str] = ()) -> dict:
-    """Train for ``steps`` (or until SIGINT), with ``SECTION.KEY=VALUE`` overrides; return timing
-    points and checks."""
-    cfg = regard_config(prep, out, steps, precision=precision)
+          overrides: list[str] = (), arch: str = "rnn") -> dict:
+    """Train the benchmark's model of ``arch`` for ``steps`` (or until SIGINT), with
+    ``SECTION.KEY=VALUE`` overrides; return timing points and checks."""
+    cfg = regard_config(prep, out, steps, precision=precision, arch=arch)
     cfg = config_from_dict(apply_overrides(cfg.to_dict(), list(overrides)), source="--set")
     pairs = read_parallel(prep.clean("en"), prep.clean("fr"))
     valid = read_parallel(prep.original("val", "en"), prep.original("val", "fr"))[:valid_sentences]
@@ -95,6 +95,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a value of the benchmark's config, e.g. train.grad_compression=bf16")
     p.add_argument("--valid-sentences", type=int, default=20)
+    p.add_argument("--arch", choices=ARCHS, default="rnn", help="the benchmark's model (bench.configs)")
     p = sub.add_parser("translate")
     p.add_argument("--model", required=True, type=Path)
     p.add_argument("--src", required=True, type=Path)
@@ -111,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(2)
     if args.command == "train":
         result = train(Prepared.load(args.prep), args.out, args.steps, args.precision, args.valid_sentences,
-                       args.set)
+                       args.set, args.arch)
     else:
         result = translate(args.model, args.src, args.out, args.beam, args.limit, args.precision, args.stopping,
                            args.workers)

@@ -30,12 +30,14 @@ class RunFailed(RuntimeError):
 
 @dataclass
 class Context:
-    """What every system needs: prepared data, the peers' venvs, batch sizes, sentence limit."""
+    """What every system needs: prepared data, the peers' venvs, batch sizes, sentence limit, and
+    the architecture of the shared model (``rnn`` or ``transformer``)."""
 
     prep: Prepared
     cache: Path
     batch_sizes: dict[str, int]
     limit: int | None = None
+    arch: str = "rnn"
     _tgt_tok: Tokenizer | None = field(default=None, repr=False)
 
     @property
@@ -111,7 +113,8 @@ class Regard(System):
     def train(self, ctx: Context, work: Path, steps: int, deadline_s: float | None = None) -> Trained:
         out = work / "stdout.json"
         run = measure.run(self._cmd("train", "--prep", str(ctx.prep.folder), "--out", str(work / "model"),
-                                    "--steps", str(steps), "--precision", "bf16" if self.bf16 else "fp32"),
+                                    "--steps", str(steps), "--precision", "bf16" if self.bf16 else "fp32",
+                                    "--arch", ctx.arch),
                           work / "train.log", REGARD_ENV, stdout=out, deadline_s=deadline_s, cwd=REPO)
         _check(run, f"{self.name} training", allow_interrupt=True)
         result = _last_json(out)
@@ -199,7 +202,7 @@ class OpenNMT(System):
     def train(self, ctx: Context, work: Path, steps: int, deadline_s: float | None = None) -> Trained:
         work.mkdir(parents=True, exist_ok=True)
         # it cannot save on an interrupt: with a deadline, keep a recent checkpoint instead
-        config = onmt_train_config(ctx.prep, work, steps, save_every=50 if deadline_s else None)
+        config = onmt_train_config(ctx.prep, work, steps, save_every=50 if deadline_s else None, arch=ctx.arch)
         config["batch_size"] = ctx.batch_sizes[self.name]
         if deadline_s:
             config["keep_checkpoint"] = 2

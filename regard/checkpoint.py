@@ -37,7 +37,8 @@ from regard.config import MAX_INT, Config, ModelConfig, config_from_dict, upgrad
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
 from regard.files import write_json
-from regard.model.seq2seq import Seq2Seq
+from regard.model.archs import build_model
+from regard.model.base import EncoderDecoder
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -81,7 +82,7 @@ def verify_sha256(path: Path, expected: Any) -> None:
                           "recorded when it was saved (the file was damaged or replaced)")
 
 
-def save_model_dir(folder: Path, model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
+def save_model_dir(folder: Path, model: EncoderDecoder, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer) -> None:
     """Write the translation-ready part of a checkpoint into ``folder``; weights holding NaN or
     inf are refused (:class:`RegardError`) before anything is written."""
     bad = nonfinite_tensor(model.state_dict())
@@ -111,10 +112,10 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def skeleton(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> Seq2Seq:
+def skeleton(cfg: ModelConfig, src_vocab: int, tgt_vocab: int) -> EncoderDecoder:
     """The model ``cfg`` describes, on torch's meta device: its tensors' names and shapes, no memory."""
     with torch.device("meta"):
-        return Seq2Seq(cfg, src_vocab, tgt_vocab)
+        return build_model(cfg, src_vocab, tgt_vocab)
 
 
 def check_shapes(path: Path, model: torch.nn.Module) -> None:
@@ -150,7 +151,7 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
                           "use an earlier checkpoint or train again")
 
 
-def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokenizer]:
+def load_model_dir(path: str | Path) -> tuple[EncoderDecoder, Config, Tokenizer, Tokenizer]:
     """Load model, config and tokenizers from a model (or run) folder, in eval mode."""
     folder = resolve_model_dir(path)
     meta = read_json(folder / "config.json")
@@ -171,7 +172,7 @@ def load_model_dir(path: str | Path) -> tuple[Seq2Seq, Config, Tokenizer, Tokeni
         raise RegardError(f"checkpoint file missing: {weights}")
     verify_sha256(weights, expected_sha256)
     check_shapes(weights, skeleton(cfg.model, src_vocab, tgt_vocab))  # before any memory is taken
-    model = Seq2Seq(cfg.model, src_vocab, tgt_vocab)
+    model = build_model(cfg.model, src_vocab, tgt_vocab)
     load_weights(model, weights)
     model.eval()
     src_tok = Tokenizer.load(folder / "src.spm")

@@ -36,6 +36,8 @@ EXAMPLES = """examples:
   regard serve --model att=runs/demo/attention --model none=runs/demo/baseline --port 8000
   regard data fetch multi30k --from ../shared/data
   regard evaluate --model runs/att --model runs/none --corpus multi30k --json-out r.json --plot bleu.png
+  regard average --model runs/transformer --last 5 -o runs/transformer/averaged
+  regard translate --model runs/att --model runs/transformer --beam 5 < input.en > output.fr   # an ensemble
   regard align --model runs/en-fr --reverse-model runs/fr-en --src test.e --tgt test.f -o links.txt
   regard evaluate-alignment --gold test.wa --links links.txt --src test.e --tgt test.f
 """
@@ -94,7 +96,11 @@ def cmd_translate(args: argparse.Namespace) -> None:
     check_inference_options(args)
     if args.output:
         check_file_target(args.output, "-o")
-    with open_translator(args.model, args.precision, args.workers, args.device, args.threads or 1) as translator:
+    models = args.model[0] if len(args.model) == 1 else args.model  # several: an ensemble
+    with open_translator(models, args.precision, args.workers, args.device, args.threads or 1) as translator:
+        if translator.attention_from:
+            print(f"ensemble of {len(args.model)} models; the attention in --json output is the first's "
+                  f"({translator.attention_from})", file=sys.stderr)
         translate_file(args, translator)
 
 
@@ -135,24 +141,31 @@ def count_lines(path: str | None) -> int | None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from regard.plotting import check_plot_target, plot_attention
+    from regard.plotting import attention_views, check_plot_target, plot_attention, plot_attention_grid
     from regard.translator import Translator
     check_inference_options(args)
     if not args.sentence.strip():
         raise RegardError("the sentence to plot is empty")
     sentence = next(bounded_lines([args.sentence], args.max_chars, args.truncate, "the sentence", warn))
     check_plot_target(args.output, "-o")
-    translator = Translator.load(args.model, device=args.device)
+    translator = Translator.load(args.model[0] if len(args.model) == 1 else args.model, device=args.device)
     if not translator.has_attention:
-        raise RegardError(f"{args.model} was trained with attention: none; there is no attention to draw")
+        raise RegardError(f"{args.model[0]} was trained with attention: none; there is no attention to draw")
     check_beam(args.beam, args.max_beam, translator.cfg.search.beam)
-    t = translator.translate([sentence], beam=args.beam)[0]
-    if args.level == "word":
-        path = plot_attention(t.word_attention, t.source_words, t.target_words, args.output,
-                              title=f"{t.source}  →  {t.text}")
+    t = translator.translate_nbest([sentence], beam=args.beam, heads=True)[0][0]
+    words = args.level == "word"
+    source, target = (t.source_words, t.target_words) if words else (t.source_tokens, t.tokens)
+    matrices = t.head_word_attention if words else t.head_attention
+    layer = args.layer or translator.model.attention_layer + 1
+    views = attention_views(matrices, layer, args.head, args.heads_grid)
+    title = f"{t.source}  →  {t.text}"
+    if t.attention_from:
+        title += f"\nattention of the ensemble's first model, {t.attention_from}"
+    if args.heads_grid:
+        path = plot_attention_grid(views, source, target, args.output, title=title)
     else:
-        path = plot_attention(t.attention, t.source_tokens, t.tokens, args.output,
-                              title=f"{t.source}  →  {t.text}")
+        (name, weights), = views.items()
+        path = plot_attention(weights, source, target, args.output, title=title, label=name)
     print(f"{t.text}\nwrote {path}", file=sys.stderr)
 
 
@@ -224,14 +237,18 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         src, ref = args.src, args.ref
     else:
         raise RegardError("give --src and --ref, or --corpus NAME (with --split)")
-    if args.name and len(args.name) != len(args.model):
-        raise RegardError(f"{len(args.name)} --name for {len(args.model)} --model: give one per model or none")
+    models = [*(args.model or []), *(ensemble_members(spec) for spec in args.ensemble or [])]
+    if not models:
+        raise RegardError("give at least one --model or --ensemble")
+    if args.name and len(args.name) != len(models):
+        also = " and --ensemble (in that order)" if args.ensemble else ""
+        raise RegardError(f"{len(args.name)} --name for {len(models)} --model{also}: give one per model or none")
     check_inference_options(args)
     edges = parse_buckets(args.buckets) if args.buckets else BUCKETS
     sources, references = read_test_set(src, ref)
     sources = list(bounded_lines(sources, args.max_chars, args.truncate, str(src), warn))
     results = []
-    for i, model in enumerate(args.model):
+    for i, model in enumerate(models):
         results.append(evaluate_model(model, sources, references, args.beam, edges,
                                       args.name[i] if args.name else None, args.precision, args.stopping,
                                       args.workers, args.device, args.threads or 1))
@@ -242,6 +259,22 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     if args.plot:
         title = f"{args.corpus} {args.split}" if args.corpus else f"{Path(src).name} → {Path(ref).name}"
         print(f"wrote {plot_bleu_by_length(results, args.plot, title=title)}", file=sys.stderr)
+
+
+def ensemble_members(spec: str) -> list[str]:
+    """``--ensemble A,B`` → ``["A", "B"]``: at least two model folders."""
+    members = [part.strip() for part in spec.split(",") if part.strip()]
+    if len(members) < 2:
+        raise RegardError(f"--ensemble {spec!r}: give two or more model folders separated by commas")
+    return members
+
+
+def cmd_average(args: argparse.Namespace) -> None:
+    from regard.averaging import average_run
+    out, chosen = average_run(args.model, args.output, args.last)
+    names = chosen[0].name if len(chosen) == 1 else f"{chosen[0].name} … {chosen[-1].name}"
+    print(f"wrote {out}: the average of {len(chosen)} checkpoint{'s' if len(chosen) > 1 else ''} ({names})",
+          file=sys.stderr)
 
 
 def cmd_plot_bleu(args: argparse.Namespace) -> None:
@@ -320,7 +353,10 @@ def add_data_parser(sub) -> None:
 def add_evaluate_parsers(sub) -> None:
     """``regard evaluate`` and ``regard plot-bleu``."""
     p = sub.add_parser("evaluate", help="BLEU (with signature), chrF and BLEU by sentence length of models")
-    p.add_argument("--model", required=True, action="append", help="model folder; repeat to compare models")
+    p.add_argument("--model", action="append", help="model folder; repeat to compare models")
+    p.add_argument("--ensemble", action="append", metavar="DIR,DIR[,...]",
+                   help="model folders translating together as one ensemble (their log-probabilities averaged); "
+                        "repeat for several ensembles, scored after the --model ones")
     p.add_argument("--name", action="append", help="label of each --model in the output (default: folder name)")
     p.add_argument("--src", help="source sentences, one per line")
     p.add_argument("--ref", help="reference translations, line-aligned with --src")
@@ -367,7 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("translate", help="translate text, one line out per line in")
-    p.add_argument("--model", required=True, help="model folder (or a training run folder)")
+    p.add_argument("--model", required=True, action="append",
+                   help="model folder (or a training run folder); repeat for an ensemble that averages the models' "
+                        "log-probabilities (they must share subword models)")
     p.add_argument("--nbest", type=at_least(1), default=1, help="print the N best as 'i ||| text ||| score'")
     p.add_argument("--input", "-i", help="input file (default: stdin); empty lines give empty lines")
     p.add_argument("--output", "-o", help="output file, replaced only when all input is translated")
@@ -376,12 +414,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_translate)
 
     p = sub.add_parser("plot", help="draw the attention diagram of one sentence")
-    p.add_argument("--model", required=True, help="model folder")
+    p.add_argument("--model", required=True, action="append",
+                   help="model folder; repeat for an ensemble (the attention drawn is the first model's)")
     p.add_argument("sentence", help="English sentence to translate and draw")
     p.add_argument("-o", "--output", default="attention.png", help="PNG file (default: attention.png)")
     add_inference_options(p, ("beam", "device", "max_chars", "truncate", "max_beam"))
     p.add_argument("--level", choices=["word", "subword"], default="word", help="label axes by word or subword")
+    p.add_argument("--layer", type=int, metavar="N", help="Transformer: the decoder layer whose cross-attention "
+                   "to draw, 1 = the first (default: the model's, model.attention_layer; the last)")
+    p.add_argument("--head", type=int, metavar="N", help="Transformer: draw head N of the layer alone "
+                   "(default: the average of its heads)")
+    p.add_argument("--heads-grid", action="store_true",
+                   help="Transformer: draw every head of the layer, and their average, in a grid")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser("average", help="average the parameters of a run's last step checkpoints into a model")
+    p.add_argument("--model", required=True, metavar="RUN",
+                   help="training run folder whose checkpoints/ were kept by train.keep_checkpoints")
+    p.add_argument("--last", type=int, metavar="N", help="average the newest N checkpoints (default: all kept)")
+    p.add_argument("-o", "--output", required=True, help="model folder to write (replaced if it is one)")
+    p.set_defaults(func=cmd_average)
 
     p = sub.add_parser("demo", help="train on the built-in English→French grammar, translate, draw")
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")

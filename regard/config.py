@@ -74,6 +74,9 @@ def ranged(default: float, low: float | None = 0, high: float | None = None, *, 
     return field(default=default, metadata={"range": Range(low, high, low_open, high_open, off)})
 
 
+Arch = Literal["rnn", "transformer"]  # model architectures (regard.model.archs.ARCHS)
+
+
 @dataclass
 class DataConfig:
     """Where the parallel text lives. Paths are relative to the config file."""
@@ -103,8 +106,14 @@ class TokenizerConfig:
 
 @dataclass
 class ModelConfig:
-    """The encoder–decoder. ``attention: none`` gives the traditional model."""
+    """The encoder–decoder: ``arch`` rnn (``attention: none`` gives the traditional model) or transformer.
 
+    Both: ``encoder_layers``, ``decoder_layers``, ``dropout``, ``tied_embeddings``. RNN only:
+    ``rnn``, ``embedding_size``, ``encoder_hidden``, ``bidirectional``, ``decoder_hidden``,
+    ``attention``, ``input_feeding``, ``init_range``. Transformer only: the keys after ``init_range``.
+    """
+
+    arch: Arch = "rnn"
     rnn: RNNType = "gru"
     embedding_size: int = ranged(256, 1)
     encoder_hidden: int = ranged(256, 1)  # per direction
@@ -117,6 +126,18 @@ class ModelConfig:
     dropout: float = ranged(0.2, 0, 1, high_open=True)
     tied_embeddings: bool = False  # decoder input and output embeddings share weights
     init_range: float = 0.1  # uniform(-r, r) initialisation; 0 keeps PyTorch defaults
+    # Transformer only (arch: transformer); encoder_layers, decoder_layers, dropout and tied_embeddings apply too
+    d_model: int = ranged(256, 1)  # embedding and model size
+    heads: int = ranged(4, 1)  # attention heads per layer (d_model must be a multiple)
+    ff_size: int = ranged(1024, 1)  # inner size of the feed-forward blocks
+    attention_dropout: float = ranged(0.1, 0, 1, high_open=True)  # dropout on the attention weights
+    shared_embeddings: bool = False  # one embedding table for source and target (needs equal vocabulary sizes)
+    attention_layer: int = 0  # decoder layer (1 = first) whose cross-attention, head-averaged, is shown; 0 = last
+
+    @property
+    def attention_kind(self) -> str:
+        """The RNN's scorer (``none``: no attention), or ``multi-head`` for the Transformer."""
+        return self.attention if self.arch == "rnn" else "multi-head"
 
 
 @dataclass
@@ -160,6 +181,7 @@ class TrainConfig:
     log_every: int = 0  # a progress line every this many steps; 0 = a bar on a terminal, else a line every 30 s
     keep_best_by: Literal["bleu", "loss"] = "bleu"
     skip_nonfinite: int = 0  # steps with a NaN/inf loss or gradient that may be skipped; 0 = stop at the first
+    keep_checkpoints: int = 0  # also keep the model of the last N evaluations in checkpoints/ (regard average)
 
 
 @dataclass
@@ -324,12 +346,24 @@ def validate(cfg: Config, source: str = "config") -> None:
     m = cfg.model
     check_ranges(cfg, source)
     check_device_name(cfg.train.device, f"{source}: 'train.device'")
+    if m.arch == "transformer":
+        check_transformer(m, source)
     enc_out = m.encoder_hidden * (2 if m.bidirectional else 1)
-    if m.attention == "dot" and enc_out != m.decoder_hidden:
+    if m.arch == "rnn" and m.attention == "dot" and enc_out != m.decoder_hidden:
         raise RegardError(
             f"{source}: 'model.attention: dot' needs encoder outputs ({enc_out}) "
             f"the size of the decoder state (model.decoder_hidden = {m.decoder_hidden})")
-    if m.tied_embeddings and m.embedding_size != m.decoder_hidden:
+    if m.arch == "rnn" and m.tied_embeddings and m.embedding_size != m.decoder_hidden:
         raise RegardError(
             f"{source}: 'model.tied_embeddings' needs model.embedding_size == model.decoder_hidden "
             f"({m.embedding_size} != {m.decoder_hidden})")
+
+
+def check_transformer(m: ModelConfig, source: str = "config") -> None:
+    """The Transformer's combinations (sizes are ranged fields): heads dividing d_model, the
+    attention layer shown."""
+    if m.d_model % m.heads:
+        raise RegardError(f"{source}: 'model.d_model' ({m.d_model}) must be a multiple of 'model.heads' ({m.heads})")
+    if not 0 <= m.attention_layer <= m.decoder_layers:
+        raise RegardError(f"{source}: 'model.attention_layer' must be from 1 to model.decoder_layers "
+                          f"({m.decoder_layers}), or 0 for the last, got {m.attention_layer}")

@@ -80,18 +80,23 @@ def score(hypotheses: list[str], references: list[str], sources: list[str],
     }
 
 
-def model_name(path: str | Path) -> str:
-    """``runs/multi30k/best`` → ``multi30k``: the run's name, not its checkpoint's."""
+def model_name(path: str | Path | Sequence[str | Path]) -> str:
+    """``runs/multi30k/best`` → ``multi30k``: the run's name, not its checkpoint's; an ensemble's
+    members' names joined by ``+``."""
+    if not isinstance(path, (str, Path)):
+        return "+".join(model_name(member) for member in path)
     path = Path(path).resolve()
     return path.parent.name if path.name in ("best", "last", "model") else path.name
 
 
-def evaluate_model(model: str | Path, sources: list[str], references: list[str], beam: int | None = None,
+def evaluate_model(model: str | Path | Sequence[str | Path], sources: list[str], references: list[str],
+                   beam: int | None = None,
                    edges: Sequence[int] = BUCKETS, name: str | None = None,
                    precision: str = "fp32", stopping: str | None = None, workers: int = 1,
                    device: str = "auto", threads: int = 1) -> dict[str, Any]:
-    """Translate ``sources`` with the model in folder ``model`` on ``device`` and :func:`score` the
-    result (with ``workers`` > 1, in that many processes of ``threads`` threads: :mod:`regard.pool`)."""
+    """Translate ``sources`` with the model in folder ``model`` (several: an ensemble) on ``device``
+    and :func:`score` the result (with ``workers`` > 1, in that many processes of ``threads``
+    threads: :mod:`regard.pool`)."""
     from regard.pool import open_translator
     with open_translator(model, precision, workers, device, threads) as translator:
         cfg, device = translator.cfg, str(translator.device)
@@ -100,8 +105,10 @@ def evaluate_model(model: str | Path, sources: list[str], references: list[str],
         tic = time.perf_counter()
         hypotheses = [t.text for t in translator.translate(sources, beam=beam, stopping=stopping)]
         seconds = time.perf_counter() - tic
-    return {"name": name or model_name(model), "model": str(model), "attention": cfg.model.attention,
-            "beam": beam, "stopping": stopping, "precision": precision, "device": device, "workers": workers,
+    members = {} if isinstance(model, (str, Path)) else {"ensemble": [str(m) for m in model]}
+    return {"name": name or model_name(model), "model": str(model) if not members else "+".join(members["ensemble"]),
+            **members, "arch": cfg.model.arch, "attention": cfg.model.attention_kind, "beam": beam,
+            "stopping": stopping, "precision": precision, "device": device, "workers": workers,
             "translate_seconds": round(seconds, 2),
             "sentences_per_second": round(len(sources) / seconds, 1), **score(hypotheses, references, sources, edges),
             "hypotheses": hypotheses}
@@ -109,8 +116,10 @@ def evaluate_model(model: str | Path, sources: list[str], references: list[str],
 
 def format_result(result: dict[str, Any]) -> str:
     """A few lines for people."""
-    lines = [f"{result['name']} (attention: {result['attention']}, beam {result['beam']}, {result['n']} sentences, "
-             f"{result['precision']}: {result['sentences_per_second']} sentences/s)",
+    members = result.get("ensemble")
+    kind = f"ensemble of {len(members)}, the first's " if members else ""
+    lines = [f"{result['name']} ({kind}attention: {result['attention']}, beam {result['beam']}, "
+             f"{result['n']} sentences, {result['precision']}: {result['sentences_per_second']} sentences/s)",
              f"  BLEU {result['bleu']:.2f}   [{result['bleu_signature']}]",
              f"  chrF {result['chrf']:.2f}   [{result['chrf_signature']}]",
              f"  BLEU lower-cased {result['bleu_lc']:.2f}   [{result['bleu_lc_signature']}]",

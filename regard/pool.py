@@ -20,7 +20,7 @@ import multiprocessing as mp
 import queue
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -29,7 +29,10 @@ from regard.config import Config
 from regard.translator import Translation, Translator
 
 
-def work(path: str, precision: str, device: str, threads: int, inbox: Any, outbox: Any) -> None:
+Paths = str | Path | Sequence[str | Path]  # a model folder, or several: an ensemble
+
+
+def work(path: Paths, precision: str, device: str, threads: int, inbox: Any, outbox: Any) -> None:
     """A worker: load the model, then translate batches from ``inbox`` until ``None``."""
     torch.set_num_threads(threads)
     try:
@@ -60,16 +63,17 @@ class TranslatorPool:
         self.processes, self.inbox, self.outbox = processes, inbox, outbox
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32", workers: int = 2, device: str = "auto",
+    def load(cls, path: Paths, precision: str = "fp32", workers: int = 2, device: str = "auto",
              threads: int = 1) -> TranslatorPool:
         """Start ``workers`` processes of ``threads`` PyTorch threads, each loading the model at ``path``
-        onto ``device`` (as :meth:`Translator.load`); return once all are ready."""
+        (several: an ensemble) onto ``device`` (as :meth:`Translator.load`); return once all are ready."""
         if workers < 1 or threads < 1:
             raise ValueError(f"workers and threads must be at least 1, got {workers} and {threads}")
         translator = Translator.load(path, precision=precision, device=device)  # fails here, clearly
         ctx = mp.get_context("spawn")
         inbox, outbox = ctx.Queue(), ctx.Queue()
-        processes = [ctx.Process(target=work, args=(str(path), precision, device, threads, inbox, outbox),
+        path = str(path) if isinstance(path, (str, Path)) else [str(p) for p in path]
+        processes = [ctx.Process(target=work, args=(path, precision, device, threads, inbox, outbox),
                                  daemon=True) for _ in range(workers)]
         for process in processes:
             process.start()
@@ -91,6 +95,10 @@ class TranslatorPool:
     @property
     def has_attention(self) -> bool:
         return self.translator.has_attention
+
+    @property
+    def attention_from(self) -> str | None:
+        return self.translator.attention_from
 
     @property
     def device(self) -> torch.device:
@@ -159,7 +167,7 @@ class TranslatorPool:
         self.close()
 
 
-def open_translator(path: str | Path, precision: str = "fp32", workers: int = 1, device: str = "auto",
+def open_translator(path: Paths, precision: str = "fp32", workers: int = 1, device: str = "auto",
                     threads: int = 1) -> AbstractContextManager[Translator | TranslatorPool]:
     """A :class:`Translator` for ``workers`` = 1 (``threads`` unused: this process keeps its own),
     else a :class:`TranslatorPool` of ``threads`` per worker; use with ``with``."""

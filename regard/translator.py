@@ -4,20 +4,22 @@
 >>> t = Translator.load("runs/demo/model")
 >>> out = t.translate(["the black cat ate the mouse"], beam=5)[0]
 >>> out.text, out.score, out.target_words, out.word_attention  # doctest: +SKIP
+>>> ensemble = Translator.load(["runs/rnn", "runs/transformer"])  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from regard.checkpoint import load_model_dir
 from regard.config import Config
 from regard.data.batching import pad
 from regard.data.tokenizer import Tokenizer
-from regard.model.seq2seq import Seq2Seq
+from regard.ensembles import load_models
+from regard.model.base import EncoderDecoder
 from regard.precision import PRECISIONS, inference_device
 from regard.runtime import reuse_freed_memory
 from regard.search.beam import beam_search
@@ -49,7 +51,11 @@ class Translation:
 
     ``attention`` is (target pieces × source pieces); ``word_attention`` is
     (target words × source words), rows summing to 1. Both are None for a
-    model without attention.
+    model without attention. For a Transformer they show one decoder layer's
+    cross-attention averaged over its heads (``model.attention_layer``; the last by
+    default); translated with ``heads``, ``head_attention`` and ``head_word_attention``
+    hold every layer's heads, (layers × heads × target × source). ``attention_from``
+    names the model whose attention an ensemble shows (its first).
     """
 
     source: str
@@ -62,26 +68,40 @@ class Translation:
     attention: list[list[float]] | None = None
     word_attention: list[list[float]] | None = None
     token_ids: list[int] = field(default_factory=list, repr=False)
+    head_attention: list[list[list[list[float]]]] | None = field(default=None, repr=False)
+    head_word_attention: list[list[list[list[float]]]] | None = field(default=None, repr=False)
+    attention_from: str | None = None
 
     def to_dict(self) -> dict:
+        """The fields as a dict, without the ids, and without the optional ones when unset."""
         data = dict(self.__dict__)
         data.pop("token_ids")
+        for key in OPTIONAL:
+            if data[key] is None:
+                data.pop(key)
         return data
+
+
+OPTIONAL = ("head_attention", "head_word_attention", "attention_from")  # in to_dict() only when set
 
 
 class Translator:
     """A trained model with its tokenizers, ready to translate batches of text."""
 
-    def __init__(self, model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer):
+    def __init__(self, model: EncoderDecoder, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
+                 attention_from: str | None = None):
         self.model = model.eval()
         self.cfg = cfg
         self.src_tok = src_tok
         self.tgt_tok = tgt_tok
+        self.attention_from = attention_from  # an ensemble's: the model whose attention it shows
         self.device = next(model.parameters()).device  # where the inputs go (the embeddings')
 
     @classmethod
-    def load(cls, path: str | Path, precision: str = "fp32", device: str = "auto") -> Translator:
-        """Load from a model folder (or a training run folder: its ``best/``) onto ``device``.
+    def load(cls, path: str | Path | Sequence[str | Path], precision: str = "fp32",
+             device: str = "auto") -> Translator:
+        """Load from a model folder (or a training run folder: its ``best/``) onto ``device``;
+        from several, an ensemble (:mod:`regard.ensembles`) with the first one's settings.
 
         ``precision`` (see :data:`regard.precision.PRECISIONS`): ``bf16`` casts the weights to
         bfloat16, ``int8`` quantises the linear and recurrent layers' weights to 8-bit integers
@@ -94,8 +114,10 @@ class Translator:
         """
         target = inference_device(precision, device)  # before reading anything: fails fast
         reuse_freed_memory()
-        model, cfg, src_tok, tgt_tok = load_model_dir(path)
-        return cls(PRECISIONS[precision](model.to(target)), cfg, src_tok, tgt_tok)
+        paths = [path] if isinstance(path, (str, Path)) else list(path)
+        model, cfg, src_tok, tgt_tok = load_models(paths)
+        attention_from = str(paths[0]) if len(paths) > 1 else None
+        return cls(PRECISIONS[precision](model.to(target)), cfg, src_tok, tgt_tok, attention_from)
 
     @property
     def has_attention(self) -> bool:
@@ -107,12 +129,14 @@ class Translator:
 
     def translate_nbest(self, texts: list[str], beam: int | None = None, nbest: int = 1,
                         length_penalty: float | None = None, max_ratio: float | None = None,
-                        batch_size: int = 128, stopping: str | None = None) -> list[list[Translation]]:
+                        batch_size: int = 128, stopping: str | None = None,
+                        heads: bool = False) -> list[list[Translation]]:
         """``nbest`` translations of each text, best first.
 
         beam: 1 is greedy search; None uses the model's configured beam.
         stopping: beam search's rule, "exact" or "first" (see :mod:`regard.search.beam`);
         None uses the model's.
+        heads: also every decoder layer's and head's attention (``head_attention``).
         Empty texts give an empty translation.
         """
         beam = beam or self.cfg.search.beam
@@ -120,21 +144,24 @@ class Translator:
         ratio = max_ratio or self.cfg.search.max_ratio
         stopping = stopping or self.cfg.search.stopping
         check_nbest(nbest, beam)
+        attention = "heads" if heads and self.has_attention else "layer"
         ids = self.src_tok.encode_batch(texts)
         results: list[list[Translation]] = [[] for _ in texts]
         for chunk in self.batches(texts, batch_size, ids):
             src, lengths = (t.to(self.device) for t in pad([ids[i] for i in chunk]))  # no copy on the CPU
             with torch.inference_mode():
                 if beam == 1:
-                    found = [[h] for h in greedy_search(self.model, src, lengths, ratio, alpha)]
+                    found = [[h] for h in greedy_search(self.model, src, lengths, ratio, alpha, attention)]
                 else:
-                    found = beam_search(self.model, src, lengths, beam, nbest, alpha, ratio, stopping)
+                    found = beam_search(self.model, src, lengths, beam, nbest, alpha, ratio, stopping, attention)
             for i, hyps in zip(chunk, found):
                 results[i] = [self._describe(texts[i], ids[i], h) for h in hyps]
         for i, text in enumerate(texts):
             if not ids[i]:
-                results[i] = [Translation(text, "", 0.0, [], [], [], [], [] if self.has_attention else None,
-                                          [] if self.has_attention else None)]
+                empty = [] if self.has_attention else None
+                results[i] = [Translation(text, "", 0.0, [], [], [], [], empty, empty, [],
+                                          [] if attention == "heads" else None, [] if attention == "heads" else None,
+                                          self.attention_from)]
         return results
 
     def align(self, sources: list[str], targets: list[str], rule: str = "argmax", threshold: float = 0.3,
@@ -162,10 +189,16 @@ class Translator:
     def _describe(self, source: str, src_ids: list[int], hyp: Hypothesis) -> Translation:
         src_words, src_map = self.src_tok.words(src_ids)
         tgt_words, tgt_map = self.tgt_tok.words(hyp.tokens)
-        attention = words = None
+        attention = words = heads = head_words = None
         if hyp.attention is not None:
-            attention = hyp.attention[: len(hyp.tokens)].tolist()  # drop the </s> row
+            weights = hyp.attention[: len(hyp.tokens)]  # drop the </s> row: (T, S) or (T, L, H, S)
+            if weights.dim() == 4:
+                heads = weights.permute(1, 2, 0, 3).tolist()  # (L, H, T, S)
+                head_words = [[word_attention(m, src_map, tgt_map) for m in layer] for layer in heads]
+                weights = weights[:, self.model.attention_layer].mean(dim=1)
+            attention = weights.tolist()
             words = word_attention(attention, src_map, tgt_map)
         return Translation(source, self.tgt_tok.decode(hyp.tokens), hyp.score,
                            self.src_tok.pieces(src_ids), self.tgt_tok.pieces(hyp.tokens),
-                           src_words, tgt_words, attention, words, hyp.tokens)
+                           src_words, tgt_words, attention, words, hyp.tokens, heads, head_words,
+                           self.attention_from)

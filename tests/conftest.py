@@ -13,7 +13,9 @@ import torch  # noqa: E402
 
 from regard.config import Config, ModelConfig, SearchConfig, TokenizerConfig, TrainConfig
 from regard.data.grammar import demo_splits
+from regard.model.base import EncoderDecoder
 from regard.model.seq2seq import Seq2Seq
+from regard.model.transformer import Transformer
 from regard.training.trainer import train
 
 torch.set_num_threads(2)
@@ -53,6 +55,19 @@ def random_model(attention: str = "general", rnn: str = "gru", vocab: int = 13, 
     return Seq2Seq(cfg, vocab, vocab).eval()
 
 
+def random_transformer(vocab: int = 13, seed: int = 0, **model) -> Transformer:
+    """An untrained, seeded 2+2-layer Transformer of model size 16 and 2 heads, in eval mode."""
+    torch.manual_seed(seed)
+    cfg = ModelConfig(**{"arch": "transformer", "d_model": 16, "heads": 2, "ff_size": 32, "encoder_layers": 2,
+                         "decoder_layers": 2, "dropout": 0.0, "attention_dropout": 0.0, **model})
+    return Transformer(cfg, vocab, vocab).eval()
+
+
+def random_arch(arch: str, seed: int = 0, vocab: int = 13) -> EncoderDecoder:
+    """:func:`random_model` (general attention) or :func:`random_transformer`, by ``model.arch``."""
+    return random_model("general", vocab=vocab, seed=seed) if arch == "rnn" else random_transformer(vocab, seed)
+
+
 def random_batch(batch: int = 3, vocab: int = 13, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Padded source ids (ids ≥ 4) with different lengths, and their lengths."""
     g = torch.Generator().manual_seed(seed)
@@ -61,3 +76,19 @@ def random_batch(batch: int = 3, vocab: int = 13, seed: int = 1) -> tuple[torch.
     for i, n in enumerate(lengths.tolist()):
         src[i, :n] = torch.randint(4, vocab, (n,), generator=g)
     return src, lengths
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    """A SentencePiece model of about 60 pieces of the grammar's French (for model folders)."""
+    from regard.data.tokenizer import Tokenizer
+    train_pairs, _ = demo_splits(n_train=300, n_heldout=2, seed=1)
+    return Tokenizer.train([p.fr for p in train_pairs], 60)
+
+
+def save_random(folder: Path, model: EncoderDecoder, tokenizer) -> Path:
+    """Write ``model`` as a model folder whose source and target subwords are ``tokenizer``."""
+    from regard.checkpoint import save_model_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model_dir(folder, model, Config(model=model.cfg), tokenizer, tokenizer)
+    return folder

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from regard.data.batching import Batch
-from tests.conftest import random_batch, random_model
+from tests.conftest import random_batch, random_model, random_transformer
 
 
 def batch():
@@ -15,12 +15,14 @@ def batch():
     return Batch(src, lengths, tgt, tgt_out)
 
 
-@pytest.mark.parametrize("variant", [{}, {"tied_embeddings": True, "embedding_size": 12}])
+@pytest.mark.parametrize("variant", [{}, {"tied_embeddings": True, "embedding_size": 12},
+                                     {"arch": "transformer"},
+                                     {"arch": "transformer", "tied_embeddings": True, "shared_embeddings": True}])
 def test_training_loss_equals_the_plain_loss_in_value_and_gradient(variant):
     """Training's loss (output layer and loss in chunks, padding rows dropped, the loss's
     gradient written by hand, one backward) must give :meth:`loss`'s value and every
-    parameter's gradient."""
-    model, b = random_model(**variant), batch()
+    parameter's gradient, for both architectures."""
+    model, b = (random_transformer(**variant) if variant.get("arch") else random_model(**variant)), batch()
     (model.loss(b, label_smoothing=0.1) * 0.3).backward()
     expected = {name: p.grad.clone() for name, p in model.named_parameters()}
     value = float(model.loss(b, label_smoothing=0.1).detach()) * 0.3

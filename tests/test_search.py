@@ -1,4 +1,5 @@
-"""Greedy and beam search on tiny seeded models: golden equivalences and exact scores."""
+"""Greedy and beam search on tiny seeded models: golden equivalences and exact scores, for
+both architectures (one search implementation behind the decoder-state interface)."""
 
 import pytest
 import torch
@@ -6,9 +7,11 @@ import torch
 from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS
 from regard.search.beam import advance, beam_search
-from regard.search.common import length_penalty, max_lengths, row_candidates, step_logits, top_k
+from regard.search.common import length_penalty, max_lengths, row_candidates, top_k
 from regard.search.greedy import greedy_search
-from tests.conftest import random_batch, random_model
+from tests.conftest import random_arch, random_batch, random_model, random_transformer
+
+ARCHS = ["rnn", "transformer"]
 
 
 @torch.no_grad()
@@ -21,11 +24,11 @@ def forced_score(model, src, length, tokens, alpha):
     return float(logp.sum()) / length_penalty(len(ys), alpha), attention
 
 
-@pytest.mark.parametrize("attention", ["general", "concat", "none"])
+@pytest.mark.parametrize("attention", ["general", "concat", "none", "transformer"])
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 @pytest.mark.parametrize("stopping", ["exact", "first"])
 def test_beam_size_one_equals_greedy(attention, alpha, stopping):
-    model = random_model(attention, seed=7)
+    model = random_transformer(seed=7) if attention == "transformer" else random_model(attention, seed=7)
     src, lengths = random_batch(batch=5)
     greedy = greedy_search(model, src, lengths, max_ratio=2.0, alpha=alpha)
     beam = beam_search(model, src, lengths, beam=1, nbest=1, alpha=alpha, max_ratio=2.0, stopping=stopping)
@@ -36,10 +39,11 @@ def test_beam_size_one_equals_greedy(attention, alpha, stopping):
             assert torch.allclose(g.attention, b.attention)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("alpha", [0.0, 0.6])
 @pytest.mark.parametrize("stopping", ["exact", "first"])
-def test_scores_and_attention_match_teacher_forcing(alpha, stopping):
-    model = random_model("general", seed=3)
+def test_scores_and_attention_match_teacher_forcing(arch, alpha, stopping):
+    model = random_arch(arch, seed=3)
     src, lengths = random_batch(batch=4)
     for b, hyps in enumerate(beam_search(model, src, lengths, beam=4, nbest=3, alpha=alpha, stopping=stopping)):
         n = int(lengths[b])
@@ -52,10 +56,12 @@ def test_scores_and_attention_match_teacher_forcing(alpha, stopping):
             assert torch.allclose(h.attention, attention[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("beam,stopping", [(1, "exact"), (3, "exact"), (3, "first")])
-def test_batched_search_equals_one_sentence_at_a_time(beam, stopping):
-    """Sentences leave the batch as they finish; that must not change anyone's result."""
-    model = random_model("concat", seed=11)
+def test_batched_search_equals_one_sentence_at_a_time(arch, beam, stopping):
+    """Sentences leave the batch as they finish, and padding fills the shorter sources; neither
+    may change anyone's result."""
+    model = random_model("concat", seed=11) if arch == "rnn" else random_transformer(seed=11)
     src, lengths = random_batch(batch=6)
     search = lambda s, n: ([[h] for h in greedy_search(model, s, n)] if beam == 1  # noqa: E731
                            else beam_search(model, s, n, beam=beam, nbest=beam - 1, stopping=stopping))
@@ -85,9 +91,10 @@ def exhaustive_best(model, src, length, max_len, alpha, vocab=13):
     return best
 
 
-def test_large_beam_finds_the_exact_best_under_a_length_penalty():
+@pytest.mark.parametrize("arch", ARCHS)
+def test_large_beam_finds_the_exact_best_under_a_length_penalty(arch):
     """With the beam as wide as the search space, stopping early must not lose the optimum."""
-    model = random_model("general", vocab=6, seed=5)  # 2 real words: 4, 5
+    model = random_arch(arch, vocab=6, seed=5)  # 2 real words: 4, 5
     src = torch.tensor([[4, 5, 4]])
     lengths = torch.tensor([3])
     # max output = 3*0.5 + 4 = 5 tokens; 2^5 = 32 paths per level, beam 40 keeps them all
@@ -104,14 +111,13 @@ def naive_first_rule_search(model, src, length, beam, alpha, max_ratio=2.0):
     is </s> (or when the exact rule's bound says so). Returns (score, tokens) of the best
     finished hypothesis and the steps taken."""
     lengths = torch.tensor([length])
-    enc = model.encode(src, lengths)
     limit = int(max_lengths(lengths, max_ratio)[0])
-    live, finished = [([], 0.0, model.decoder.init_state(enc))], []
+    live, finished = [([], 0.0, model.start(src, lengths))], []
     for t in range(limit + 1):
         candidates = []
         for tokens, score, state in live:
             prev = torch.tensor([tokens[-1] if tokens else BOS])
-            logits, new_state, _ = step_logits(model, prev, state, enc)
+            logits, _, new_state = model.step(state, prev)
             log_probs = torch.log_softmax(logits[0], dim=-1)
             if t >= limit:  # at the length limit only </s> may follow
                 log_probs = torch.full_like(log_probs, float("-inf")).index_fill(0, torch.tensor([EOS]), log_probs[EOS])
@@ -126,16 +132,17 @@ def naive_first_rule_search(model, src, length, beam, alpha, max_ratio=2.0):
             return max(finished), t + 1  # the exact rule's proof that nothing better can come
 
 
+@pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("seed", [3, 9])
-def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_steps(monkeypatch, seed):
+def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_steps(monkeypatch, arch, seed):
     """'first' (OpenNMT-py's rule) ends a sentence at the first step whose best candidate is
     </s>: the same answer after the same number of steps as a plain search with that rule."""
     import regard.search.beam as beam_module
     calls = []  # the rows (hypotheses) of each decoder step
     monkeypatch.setattr(beam_module, "advance", lambda *a: calls.append(len(a[1])) or advance(*a))
-    model = random_model("general", seed=seed)
+    model = random_arch(arch, seed=seed)
     with torch.no_grad():
-        model.decoder.output.bias[EOS] += 1.0  # </s> often ranks high, as in a trained model
+        model.output.bias[EOS] += 1.0  # </s> often ranks high, as in a trained model
     src, lengths = random_batch(batch=6, seed=seed)
     for b in range(6):
         n = int(lengths[b])
@@ -154,18 +161,19 @@ def test_first_stopping_equals_a_naive_search_with_that_rule_and_takes_fewer_ste
         beam_search(model, src, lengths, beam=3, stopping="soon")
 
 
-def test_the_output_layer_runs_only_on_live_hypotheses(monkeypatch):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_the_output_layer_runs_only_on_live_hypotheses(monkeypatch, arch):
     """The first step has one row per sentence (not K copies of it), and a hypothesis that has
     just ended does not pay for the output layer in the next step."""
     import regard.search.beam as beam_module
-    model = random_model("general", seed=3)
+    model = random_arch(arch, seed=3)
     with torch.no_grad():
-        model.decoder.output.bias[EOS] += 1.0  # hypotheses end often, as in a trained model
+        model.output.bias[EOS] += 1.0  # hypotheses end often, as in a trained model
     src, lengths = random_batch(batch=6, seed=3)
-    logits, given, rows = model.decoder.logits, [], []
-    monkeypatch.setattr(model.decoder, "logits", lambda h: given.append(len(h)) or logits(h))
+    output, given, rows = model.output.forward, [], []
+    monkeypatch.setattr(model.output, "forward", lambda h: given.append(len(h)) or output(h))
     monkeypatch.setattr(beam_module, "advance",
-                        lambda *a: rows.append((len(a[1]), int((a[4] > float("-inf")).sum()))) or advance(*a))
+                        lambda *a: rows.append((len(a[1]), int((a[3] > float("-inf")).sum()))) or advance(*a))
     beam_search(model, src, lengths, beam=3)
     assert rows[0] == (6, 6)
     assert given == [live for _, live in rows]

@@ -1,21 +1,36 @@
-"""The encoder–decoder model: building it from config and the training loss."""
+"""The RNN encoder–decoder: building it from config, teacher forcing, and its search state."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from regard.config import ModelConfig
 from regard.data.batching import Batch
 from regard.data.tokenizer import PAD
-from regard.model.decoder import Decoder
+from regard.model.base import EncoderDecoder
+from regard.model.decoder import Decoder, DecoderState
 from regard.model.encoder import Encoder, EncoderOutput
-from regard.model.loss import OutputLayerLoss
 
 
-class Seq2Seq(nn.Module):
-    """Encoder + attentional decoder."""
+@dataclass
+class RNNState:
+    """The decoder state (per row; attention keys per sentence) and the encoder output (per
+    sentence) between search steps; ``attention``: what steps return (layer, heads or none)."""
+
+    dec: DecoderState
+    enc: EncoderOutput
+    attention: str = "layer"
+
+    def reorder(self, rows: torch.Tensor, sentences: torch.Tensor | None = None) -> RNNState:
+        enc = self.enc if sentences is None else self.enc.index_select(sentences)
+        return RNNState(self.dec.index_select(rows, sentences), enc, self.attention)
+
+
+class Seq2Seq(EncoderDecoder):
+    """Encoder + attentional decoder (``model.arch: rnn``)."""
 
     def __init__(self, cfg: ModelConfig, src_vocab: int, tgt_vocab: int):
         super().__init__()
@@ -33,44 +48,35 @@ class Seq2Seq(nn.Module):
             self.decoder.embed.weight[PAD].zero_()
 
     @property
+    def output(self) -> nn.Linear:
+        return self.decoder.output
+
+    @property
     def has_attention(self) -> bool:
         return self.cfg.attention != "none"
 
     def encode(self, src: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
         return self.encoder(src, lengths)
 
-    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Teacher-forced logits (B, T, V) and attention (B, T, S) or None."""
-        enc = self.encode(batch.src, batch.src_lengths)
-        attentional, attention = self.decoder(batch.tgt_in, enc)
-        return self.decoder.logits(attentional), attention
+    def features(self, batch: Batch, attention: str = "layer") -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Attentional states h̃ (B, T, H) and attention (B, T, S), as (B, T, 1, 1, S) for ``heads``
+        (one layer of one head)."""
+        attentional, weights = self.decoder(batch.tgt_in, self.encode(batch.src, batch.src_lengths))
+        return attentional, shaped(weights, attention)
 
-    def loss(self, batch: Batch, label_smoothing: float = 0.0) -> torch.Tensor:
-        """Mean cross-entropy per real target token (with optional label smoothing)."""
-        logits, _ = self.forward(batch)
-        return F.cross_entropy(logits.flatten(0, 1).float(), batch.tgt_out.flatten(), ignore_index=PAD,
-                               label_smoothing=label_smoothing)
+    def start(self, src: torch.Tensor, lengths: torch.Tensor, attention: str = "layer") -> RNNState:
+        enc = self.encode(src, lengths)
+        return RNNState(self.decoder.init_state(enc), enc, attention)
 
-    def training_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
-                      chunk_rows: int = 512, grad_scale: float = 1.0) -> torch.Tensor:
-        """``scale`` × :meth:`loss`, for training: one ``backward()`` gives the same gradients.
+    def step(self, state: RNNState, prev: torch.Tensor,
+             rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None, RNNState]:
+        out, dec, weights = self.decoder.step(self.decoder.embed(prev), state.dec, state.enc)
+        logits = self.decoder.logits(out if rows is None else out.index_select(0, rows)).float()
+        return logits, shaped(weights, state.attention), RNNState(dec, state.enc, state.attention)
 
-        The output layer and the loss run ``chunk_rows`` real target tokens at a time
-        inside one autograd node (:class:`~regard.model.loss.OutputLayerLoss`), with their
-        gradient written out by hand, and padding rows are dropped before the output layer.
-        The (tokens, V) logits, log-probabilities and their gradients then never exist
-        whole, and each chunk's buffers are small enough for the allocator to reuse rather
-        than fetch fresh, zeroed pages from the kernel — on CPU that page-faulting costs
-        more than the softmax itself. Runs under the caller's autocast, if any.
-        ``grad_scale``: see :class:`~regard.model.loss.OutputLayerLoss`.
-        """
-        attentional, _ = self.decoder(batch.tgt_in, self.encode(batch.src, batch.src_lengths))
-        targets = batch.tgt_out.flatten()
-        real = targets != PAD
-        states = attentional.flatten(0, 1)[real]  # (N, H), N real target tokens
-        out = self.decoder.output
-        return OutputLayerLoss.apply(states, out.weight, out.bias, targets[real], label_smoothing,
-                                     scale / max(1, int(real.sum())), chunk_rows, grad_scale)
 
-    def count_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+def shaped(weights: torch.Tensor | None, attention: str) -> torch.Tensor | None:
+    """The RNN's attention (…, S) as asked: itself (layer), (…, 1, 1, S) (heads), or None."""
+    if weights is None or attention == "none":
+        return None
+    return weights.unsqueeze(-2).unsqueeze(-2) if attention == "heads" else weights

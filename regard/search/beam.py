@@ -30,9 +30,7 @@ from dataclasses import dataclass
 import torch
 
 from regard.data.tokenizer import BOS, EOS, PAD
-from regard.model.decoder import DecoderState
-from regard.model.encoder import EncoderOutput
-from regard.model.seq2seq import Seq2Seq
+from regard.model.base import EncoderDecoder, SearchState
 from regard.search.common import STOPPING, Hypothesis, check_nbest, length_penalty, max_lengths, row_candidates
 
 
@@ -54,29 +52,31 @@ class History:
         return History(lists(self.tokens), lists(self.parents), lists(self.kept), weights)
 
     def rebuild(self, t: int, slot: int, src_len: int) -> tuple[list[int], torch.Tensor | None]:
-        """Tokens (ending in ``</s>`` at step t) and attention (t+1, src_len) of one hypothesis."""
+        """Tokens (ending in ``</s>`` at step t) and attention (t+1, …, src_len) of one hypothesis."""
         tokens, rows = [], []
         for s in range(t, -1, -1):
             parent = self.parents[s][slot]
             tokens.append(self.tokens[s][slot])
             if self.weights[s] is not None:
-                rows.append(self.weights[s][parent, :src_len])
+                rows.append(self.weights[s][parent, ..., :src_len])
             slot = parent if s == 0 or self.kept[s - 1] is None else self.kept[s - 1][parent]
         attention = torch.stack(rows[::-1]).float() if rows else None
         return tokens[::-1], attention
 
 
 @torch.no_grad()
-def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, beam: int = 5,
+def beam_search(model: EncoderDecoder, src: torch.Tensor, src_lengths: torch.Tensor, beam: int = 5,
                 nbest: int = 1, alpha: float = 1.0, max_ratio: float = 2.0,
-                stopping: str = "exact") -> list[list[Hypothesis]]:
-    """src (B, S), src_lengths (B,) → per sentence, its ``nbest`` hypotheses, best first."""
+                stopping: str = "exact", attention: str = "layer") -> list[list[Hypothesis]]:
+    """src (B, S), src_lengths (B,) → per sentence, its ``nbest`` hypotheses, best first, with
+    ``attention`` (see :mod:`regard.model.base`)."""
     check_nbest(nbest, beam)
     if stopping not in STOPPING:
         raise ValueError(f"stopping must be one of {', '.join(STOPPING)}, got {stopping!r}")
     B, K, device = src.shape[0], beam, src.device
-    enc = model.encode(src, src_lengths)  # one row per sentence, shared by its hypotheses
-    state = model.decoder.init_state(enc)  # one row (hypothesis) per sentence until the first step's K
+    # the encoder output is kept once per sentence, shared by its hypotheses; one row
+    # (hypothesis) per sentence until the first step's K
+    state = model.start(src, src_lengths, attention)
     limit = max_lengths(src_lengths, max_ratio)
     scores = torch.zeros(B, 1, device=device)  # (sentences, rows per sentence): log-probabilities of the live rows
     prev = torch.full((B,), BOS, dtype=torch.long, device=device)
@@ -88,7 +88,7 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
     for t in range(int(limit.max()) + 1):
         n, G = scores.shape
         must_end = (limit[alive] <= t).repeat_interleave(G)
-        log_probs, words, state, weights = advance(model, prev, state, enc, scores.view(-1), K, must_end)
+        log_probs, words, state, weights = advance(model, prev, state, scores.view(-1), K, must_end)
         top_scores, top_index = best_of_sentence(scores.view(-1, 1) + log_probs, n, K)  # (n, K)
         k = log_probs.shape[1]
         parents = (top_index // k + torch.arange(n, device=device).unsqueeze(1) * G).view(-1)
@@ -114,30 +114,31 @@ def beam_search(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, be
             keep = (~done).nonzero().squeeze(1)
             slots = (keep.unsqueeze(1) * K + torch.arange(K, device=device)).view(-1)
             alive, scores, prev = alive[keep], scores[keep], prev[slots]
-            enc, state = enc.index_select(keep), state.index_select(parents[slots], keep)
+            state = state.reorder(parents[slots], keep)
             history.kept.append(slots)
         else:
-            state = state.index_select(parents)
+            state = state.reorder(parents)
             history.kept.append(None)
     history = history.as_lists()
     return [_best(history, found[b], nbest, n) for b, n in enumerate(src_lengths.tolist())]
 
 
-def advance(model: Seq2Seq, prev: torch.Tensor, state: DecoderState, enc: EncoderOutput, scores: torch.Tensor,
-            k: int, must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, DecoderState, torch.Tensor | None]:
+def advance(model: EncoderDecoder, prev: torch.Tensor, state: SearchState, scores: torch.Tensor, k: int,
+            must_end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, SearchState, torch.Tensor | None]:
     """One decoder step from tokens ``prev`` (N,) → the k likeliest next words of every row,
-    log-probs (N, k) and words (N, k), with the new state and attention weights (N, S).
+    log-probs (N, k) and words (N, k), with the new state and attention weights (N, …, S).
 
     The output layer and softmax, half of a step, run only on the live rows: those whose
     ``scores`` (N,) are finite. A hypothesis that has just ended keeps its row for one step
     (about 4 % of all rows); dead rows get -inf.
     """
-    out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
     live = scores > float("-inf")
     if bool(live.all()):
-        return *row_candidates(model.decoder.logits(out).float(), k, must_end), state, weights
+        logits, weights, state = model.step(state, prev)
+        return *row_candidates(logits, k, must_end), state, weights
     rows = live.nonzero().squeeze(1)
-    log_probs, words = row_candidates(model.decoder.logits(out.index_select(0, rows)).float(), k, must_end[rows])
+    logits, weights, state = model.step(state, prev, rows)
+    log_probs, words = row_candidates(logits, k, must_end[rows])
     shape = (len(scores), log_probs.shape[1])
     log_probs = log_probs.new_full(shape, float("-inf")).index_copy_(0, rows, log_probs)
     return log_probs, words.new_full(shape, PAD).index_copy_(0, rows, words), state, weights

@@ -1,5 +1,5 @@
 """What every search shares: the hypothesis it returns, the rules on its options, the length
-rules, one decoder step, and the k likeliest next words of each row."""
+rules, and the k likeliest next words of each row."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import torch
 
 from regard.config import Stopping
 from regard.data.tokenizer import EOS
-from regard.model.seq2seq import Seq2Seq
 
 STOPPING = get_args(Stopping)  # beam search's stopping rules (see regard.search.beam)
 
@@ -27,8 +26,9 @@ class Hypothesis:
 
     tokens: target subword ids, without ``</s>``
     score: log-probability (including ``</s>``) divided by the length penalty
-    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``, on the
-        CPU whatever the model's device; None for ``attention: none``
+    attention: (len(tokens) + 1, S) weights of every output step including ``</s>``, or
+        (len(tokens) + 1, L, H, S) per decoder layer and head when the search was asked for
+        ``heads``; on the CPU whatever the model's device; None for ``attention: none``
     """
 
     tokens: list[int]
@@ -44,12 +44,6 @@ def length_penalty(length: int | torch.Tensor, alpha: float):
 def max_lengths(src_lengths: torch.Tensor, max_ratio: float) -> torch.Tensor:
     """Most output tokens (before ``</s>``) allowed per sentence: ratio × source + 4."""
     return (src_lengths.float() * max_ratio).long() + 4
-
-
-def step_logits(model: Seq2Seq, prev: torch.Tensor, state, enc):
-    """Run the decoder one step from tokens ``prev`` (N,) → fp32 logits (N, V), state, weights."""
-    out, state, weights = model.decoder.step(model.decoder.embed(prev), state, enc)
-    return model.decoder.logits(out).float(), state, weights
 
 
 def top_k(x: torch.Tensor, k: int, block: int = 64) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,6 +42,7 @@ class Plan:
     texts: list[str]
     beam: int
     nbest: int
+    heads: bool = False
 
 
 def check_request(req: TranslateRequest, models: dict[str, Translator], settings: ServeSettings) -> Plan:
@@ -73,7 +74,7 @@ def check_request(req: TranslateRequest, models: dict[str, Translator], settings
         check_nbest(req.nbest, beam)
     except ValueError as err:
         raise ApiError(422, str(err)) from None
-    return Plan(name, list(texts), beam, req.nbest)
+    return Plan(name, list(texts), beam, req.nbest, req.heads)
 
 
 def default_beam(translator: Translator, settings: ServeSettings) -> int:
@@ -84,13 +85,24 @@ def to_result(hyps: list[Translation]) -> Result:
     first = hyps[0]
     return Result(source=first.source, source_tokens=first.source_tokens, source_words=first.source_words,
                   hypotheses=[Hypothesis(text=h.text, score=h.score, tokens=h.tokens, target_words=h.target_words,
-                                         attention=h.attention, word_attention=h.word_attention) for h in hyps])
+                                         attention=h.attention, word_attention=h.word_attention, **head_fields(h))
+                              for h in hyps])
+
+
+def head_fields(h: Translation) -> dict:
+    """The per-layer/head fields when they were asked for: left unset otherwise, so that the
+    response leaves them out (``response_model_exclude_unset``)."""
+    if h.head_attention is None:
+        return {}
+    return {"head_attention": h.head_attention, "head_word_attention": h.head_word_attention}
 
 
 def model_info(name: str, translator: Translator, default: bool, settings: ServeSettings) -> ModelInfo:
     cfg = translator.cfg.model
-    return ModelInfo(name=name, default=default, attention=cfg.attention, has_attention=translator.has_attention,
-                     rnn=cfg.rnn, beam=default_beam(translator, settings),
+    layers, heads = (cfg.decoder_layers, cfg.heads) if cfg.arch == "transformer" else (1, 1)
+    return ModelInfo(name=name, default=default, attention=cfg.attention_kind, has_attention=translator.has_attention,
+                     rnn=cfg.rnn, arch=cfg.arch, layers=layers, heads=heads,
+                     attention_layer=translator.model.attention_layer + 1, beam=default_beam(translator, settings),
                      parameters=sum(p.numel() for p in translator.model.parameters()))
 
 
@@ -115,12 +127,12 @@ def create_app(models: dict[str, Translator], settings: ServeSettings | None = N
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
 
-    @app.post("/api/translate", response_model=TranslateResponse, responses=ERRORS)
+    @app.post("/api/translate", response_model=TranslateResponse, responses=ERRORS, response_model_exclude_unset=True)
     async def translate(req: TranslateRequest, request: Request) -> TranslateResponse:
         """Translate one text or a list of texts, with tokens, scores and attention."""
         state = request.app.state
         plan = check_request(req, state.models, state.settings)
-        found = await state.batcher.translate(plan.model, plan.texts, plan.beam, plan.nbest)
+        found = await state.batcher.translate(plan.model, plan.texts, plan.beam, plan.nbest, plan.heads)
         return TranslateResponse(model=plan.model, has_attention=state.models[plan.model].has_attention,
                                  beam=plan.beam, nbest=plan.nbest, results=[to_result(h) for h in found])
 

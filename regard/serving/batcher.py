@@ -1,7 +1,7 @@
 """Dynamic batching: concurrent requests share one model call.
 
 Requests wait in a queue for a few milliseconds; one worker thread then takes
-everything that has arrived, groups it by (model, beam, nbest), and runs one
+everything that has arrived, groups it by (model, beam, nbest, heads), and runs one
 :meth:`Translator.translate_nbest` call per group. All model work happens on
 that single thread (PyTorch inference is not meant to run concurrently on the
 same model), and callers only ever await a future, so the event loop never
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from regard.translator import Translation, Translator
 
-Key = tuple[str, int, int]  # (model name, beam, nbest)
+Key = tuple[str, int, int, bool]  # (model name, beam, nbest, heads)
 
 
 @dataclass
@@ -53,15 +53,17 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    async def translate(self, model: str, texts: list[str], beam: int, nbest: int) -> list[list[Translation]]:
-        """The ``nbest`` best translations of each text, computed in a shared batch."""
-        return await asyncio.wrap_future(self.submit(model, texts, beam, nbest))
+    async def translate(self, model: str, texts: list[str], beam: int, nbest: int,
+                        heads: bool = False) -> list[list[Translation]]:
+        """The ``nbest`` best translations of each text (with every head's attention for ``heads``),
+        computed in a shared batch."""
+        return await asyncio.wrap_future(self.submit(model, texts, beam, nbest, heads))
 
-    def submit(self, model: str, texts: list[str], beam: int, nbest: int) -> Future:
+    def submit(self, model: str, texts: list[str], beam: int, nbest: int, heads: bool = False) -> Future:
         """Queue a job; the future resolves to one list of hypotheses per text."""
         if model not in self.models:
             raise KeyError(model)
-        job = Job((model, beam, nbest), list(texts))
+        job = Job((model, beam, nbest, heads), list(texts))
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="regard-batcher", daemon=True)
@@ -109,15 +111,16 @@ class Batcher:
         return jobs, False
 
     def _run(self, jobs: list[Job]) -> None:
-        """One model call per (model, beam, nbest) group; results go back to each job."""
+        """One model call per (model, beam, nbest, heads) group; results go back to each job."""
         groups: dict[Key, list[Job]] = defaultdict(list)
         for job in jobs:
             if job.future.set_running_or_notify_cancel():
                 groups[job.key].append(job)
-        for (model, beam, nbest), group in groups.items():
+        for (model, beam, nbest, heads), group in groups.items():
             texts = [text for job in group for text in job.texts]
             try:
-                found = self.models[model].translate_nbest(texts, beam=beam, nbest=nbest)
+                extra = {"heads": True} if heads else {}  # every head's attention only when asked for
+                found = self.models[model].translate_nbest(texts, beam=beam, nbest=nbest, **extra)
             except Exception as err:  # noqa: BLE001 - handed to every waiting caller
                 for job in group:
                     job.future.set_exception(err)

@@ -18,6 +18,8 @@ class TranslateRequest(BaseModel):
     beam: int | None = Field(None, description="beam size, 1 = greedy (default: the model's, within the limit)")
     nbest: int = Field(1, description="how many hypotheses per sentence, 1 ≤ nbest ≤ beam")
     model: str | None = Field(None, description="name of a loaded model (default: the first one)")
+    heads: bool = Field(False, description="also return every decoder layer's and head's attention "
+                                           "(head_attention, head_word_attention; for a Transformer)")
 
 
 class Hypothesis(BaseModel):
@@ -29,6 +31,10 @@ class Hypothesis(BaseModel):
     target_words: list[str]
     attention: list[list[float]] | None = Field(description="target pieces × source pieces")
     word_attention: list[list[float]] | None = Field(description="target words × source words")
+    head_attention: list[list[list[list[float]]]] | None = Field(
+        None, description="only with 'heads': layers × heads × target pieces × source pieces")
+    head_word_attention: list[list[list[list[float]]]] | None = Field(
+        None, description="only with 'heads': layers × heads × target words × source words")
 
 
 class Result(BaseModel):
@@ -51,9 +57,14 @@ class TranslateResponse(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     default: bool
-    attention: str = Field(description="attention scorer; 'none' is the model without attention")
+    attention: str = Field(description="attention scorer; 'none' is the model without attention; "
+                                       "'multi-head' for a Transformer")
     has_attention: bool
     rnn: str
+    arch: str = Field("rnn", description="architecture: rnn or transformer")
+    layers: int = Field(1, description="decoder layers whose attention 'heads' returns")
+    heads: int = Field(1, description="attention heads per layer")
+    attention_layer: int = Field(1, description="the layer (from 1) whose heads, averaged, are 'attention'")
     beam: int = Field(description="beam used when a request gives none")
     parameters: int
 

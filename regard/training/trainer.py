@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from regard.averaging import keep_step_checkpoint
 from regard.checkpoint import load_model_dir, nonfinite_tensor, save_model_dir, skeleton
 from regard.config import Config, differing_keys, validate
 from regard.data.batching import Batch, Example, batch_indices, collate
@@ -37,7 +38,8 @@ from regard.data.tokenizer import Tokenizer
 from regard.device import resolve_device
 from regard.errors import Interrupted, RegardError
 from regard.files import check_folder_target, recover_folder, replace_folder
-from regard.model.seq2seq import Seq2Seq
+from regard.model.archs import build_model
+from regard.model.base import EncoderDecoder
 from regard.runtime import bound_kernel_caches, reuse_freed_memory
 from regard.training import distributed as dist
 from regard.training.logger import ScalarLog
@@ -52,7 +54,8 @@ OnStep = Callable[[int, int], None]  # (step, target tokens of the step's global
 # Keys a resumed run may change: when and how to stop, report and run, not what is learnt.
 RESUMABLE = {f"train.{k}" for k in ("out_dir", "device", "threads", "workers", "max_steps", "max_epochs",
                                     "max_minutes", "eval_every", "save_every", "eval_beam", "patience", "log",
-                                    "log_every", "kernel_cache", "skip_nonfinite")} | {"data.valid_max_sentences"}
+                                    "log_every", "kernel_cache", "skip_nonfinite",
+                                    "keep_checkpoints")} | {"data.valid_max_sentences"}
 
 
 @dataclass
@@ -88,7 +91,7 @@ def lr_at(step: int, cfg: Config) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: Seq2Seq, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
+def evaluate(model: EncoderDecoder, cfg: Config, src_tok: Tokenizer, tgt_tok: Tokenizer,
              valid: Pairs, valid_examples: list[Example], device: torch.device | None = None) -> tuple[float, float]:
     """Validation loss per token (no smoothing) and cased sacreBLEU (on ``device``: the model's by default)."""
     device = device or next(model.parameters()).device
@@ -128,7 +131,7 @@ def is_better(score: float, best: float | None, by: str) -> bool:
 class LossOf(nn.Module):
     """The model's training loss as a module's forward, the call DDP wraps."""
 
-    def __init__(self, model: Seq2Seq, label_smoothing: float):
+    def __init__(self, model: EncoderDecoder, label_smoothing: float):
         super().__init__()
         self.model, self.label_smoothing = model, label_smoothing
 
@@ -136,7 +139,7 @@ class LossOf(nn.Module):
         return self.model.training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
 
 
-def wrap(model: Seq2Seq, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
+def wrap(model: EncoderDecoder, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
     """The module a step calls: the loss alone, or under DDP when there are several ranks."""
     net = LossOf(model, cfg.train.label_smoothing)
     if ranks.world == 1:
@@ -163,7 +166,7 @@ class Run:
     ranks: dist.Ranks
     device: torch.device
     autocast: Autocast
-    model: Seq2Seq
+    model: EncoderDecoder
     net: nn.Module
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
@@ -211,6 +214,9 @@ class Run:
             else:
                 p.bad_evals += 1
             self.save("last")
+            if t.keep_checkpoints:
+                keep_step_checkpoint(self.out, p.step, t.keep_checkpoints,
+                                     lambda folder: save_model_dir(folder, self.model, self.cfg, *self.toks))
             stop = float(t.patience > 0 and p.bad_evals >= t.patience)
         return dist.agree([stop], self.device)[0] > 0
 
@@ -342,7 +348,7 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
         protos = [t.proto for t in tokenizers(cfg, train_pairs)] if ranks.is_main else None
         src_tok, tgt_tok = (Tokenizer(p) for p in dist.from_main(protos))
         torch.manual_seed(cfg.train.seed)
-        model = Seq2Seq(cfg.model, len(src_tok), len(tgt_tok))
+        model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     model.to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.train.lr, fused=device.type in ("cpu", "cuda"))
     autocast = autocast_for(cfg.train.precision, device)

@@ -9,6 +9,7 @@ const state = {
   limits: null,
   view: "word",      // "word" or "subword"
   panels: new Map(), // model name -> {response, selected, pinned}
+  choices: new Map(), // Transformer model name -> {layer, head}: the cross-attention shown (head -1: their mean)
   request: 0,        // id of the latest translate request; older answers are dropped
 };
 
@@ -57,13 +58,33 @@ function label(text) {
 
 // ---------------------------------------------------------------- data for the current view
 
-function viewOf(result, hyp) {
+// The mean of equally shaped matrices (a layer's heads).
+function meanOf(matrices) {
+  return matrices[0].map((row, i) => row.map((_, j) => matrices.reduce((sum, m) => sum + m[i][j], 0) / matrices.length));
+}
+
+function viewOf(result, hyp, name) {
   const words = state.view === "word";
-  return {
-    src: words ? result.source_words : result.source_tokens,
-    tgt: words ? hyp.target_words : hyp.tokens,
-    matrix: words ? hyp.word_attention : hyp.attention,
-  };
+  const heads = words ? hyp.head_word_attention : hyp.head_attention;
+  const choice = state.choices.get(name);
+  let matrix = words ? hyp.word_attention : hyp.attention;
+  if (heads && heads.length && choice) {
+    const layer = heads[choice.layer];
+    matrix = choice.head >= 0 ? layer[choice.head] : meanOf(layer);
+  }
+  return { src: words ? result.source_words : result.source_tokens, tgt: words ? hyp.target_words : hyp.tokens, matrix };
+}
+
+// A Transformer's layer and head selectors (one head, or the mean of the layer's heads).
+function headPicker(info) {
+  const choice = state.choices.get(info.name);
+  const option = (value, text, selected) => el("option", { value, selected: selected ? "" : null }, text);
+  const layers = Array.from({ length: info.layers }, (_, i) => option(i, `layer ${i + 1}`, i === choice.layer));
+  const heads = [option(-1, "all heads (mean)", choice.head < 0),
+    ...Array.from({ length: info.heads }, (_, h) => option(h, `head ${h + 1}`, h === choice.head))];
+  return el("span", { class: "head-picker" },
+    el("select", { class: "pick", "data-model": info.name, "data-pick": "layer", "aria-label": "decoder layer" }, layers),
+    el("select", { class: "pick", "data-model": info.name, "data-pick": "head", "aria-label": "attention head" }, heads));
 }
 
 function argmax(values) {
@@ -143,6 +164,7 @@ function renderPanel(name) {
   node.append(el("header", { class: "panel-head" },
     el("h2", {}, name),
     el("span", { class: `badge${info.has_attention ? "" : " muted"}` }, `attention: ${info.attention}`),
+    state.choices.has(name) ? headPicker(info) : null,
     panel.response ? el("span", { class: "meta" }, `beam ${panel.response.beam}`) : null));
   if (panel.error) {
     node.append(el("p", { class: "error" }, panel.error));
@@ -161,7 +183,7 @@ function renderPanel(name) {
       " It reads the whole English sentence into one fixed vector before writing French, " +
       "so there is no alignment to draw."));
   } else {
-    const view = viewOf(result, hyp);
+    const view = viewOf(result, hyp, name);
     node.append(el("div", { class: "sentences" }, wordLine(view.src, "src", "en"), wordLine(view.tgt, "tgt", "fr")));
     node.append(heatmap(view), legend());
   }
@@ -196,7 +218,7 @@ function highlight(name, side, k) {
   const panel = state.panels.get(name);
   if (!node || !panel || !panel.response || !panel.response.has_attention) return;
   const result = panel.response.results[0];
-  const { matrix } = viewOf(result, result.hypotheses[panel.selected]);
+  const { matrix } = viewOf(result, result.hypotheses[panel.selected], name);
   const other = side === "tgt" ? "src" : "tgt";
   const weights = side === "tgt" ? matrix[k] : matrix.map((row) => row[k]);
   if (!weights || !weights.length) return;
@@ -257,6 +279,16 @@ function onClick(event) {
   else clearHighlight($(`.panel[data-model="${hit.name}"]`));
 }
 
+// A layer or head chosen: redraw that model's heat map.
+function onPick(event) {
+  const select = event.target.closest("select.pick");
+  if (!select) return;
+  const choice = state.choices.get(select.dataset.model);
+  choice[select.dataset.pick] = Number(select.value);
+  state.panels.get(select.dataset.model).pinned = null;
+  render();
+}
+
 function onKey(event) {
   if ((event.key === "Enter" || event.key === " ") && event.target.matches(".unit[tabindex]")) {
     event.preventDefault();
@@ -298,7 +330,9 @@ async function translate() {
   const started = performance.now();
   const jobs = state.models.map(async (m) => {
     try {
-      const response = await api("/api/translate", { text, beam, nbest, model: m.name });
+      const body = { text, beam, nbest, model: m.name };
+      if (state.choices.has(m.name)) body.heads = true; // a Transformer: every layer's heads, for the selectors
+      const response = await api("/api/translate", body);
       if (id === state.request) state.panels.get(m.name).response = response;
     } catch (err) {
       if (id === state.request) state.panels.get(m.name).error = err.message;
@@ -336,6 +370,9 @@ async function init() {
     setStatus(`Cannot reach the server: ${err.message}`, true);
     return;
   }
+  for (const m of state.models) {
+    if (m.arch === "transformer" && m.has_attention) state.choices.set(m.name, { layer: m.attention_layer - 1, head: -1 });
+  }
   const byDefault = state.models.find((m) => m.default) || state.models[0];
   fillSelect($("#beam"), state.limits.max_beam, byDefault.beam);
   fillSelect($("#nbest"), Number($("#beam").value), 1);
@@ -356,6 +393,7 @@ async function init() {
   results.addEventListener("pointerout", onPointerOut);
   results.addEventListener("click", onClick);
   results.addEventListener("keydown", onKey);
+  results.addEventListener("change", onPick);
   results.addEventListener("focusin", (event) => {
     const hit = unitOf(event);
     if (hit && !state.panels.get(hit.name)?.pinned) highlight(hit.name, hit.side, hit.k);
