@@ -4,15 +4,29 @@ Pairs are expected already normalised (the readers in :mod:`regard.data.text`
 do that), so "exact duplicate" means identical after normalisation. Rules are
 applied in the order of :data:`REASONS`; a pair is counted under the first
 rule it breaks.
+
+Cleaning can stream: pairs go through in chunks (:func:`check_chunk` applies the rules
+and computes an 8-byte digest of each survivor, and can run in a worker process), and
+:func:`first_occurrences` finds the duplicates from the digests alone, so memory grows by
+8 bytes per pair, not by the text (:mod:`regard.data.binarise` streams a corpus this way).
+Two different pairs share a digest with a probability of about ``n² / 2**65`` (1 in
+100,000 for 20 million pairs): then the second would be dropped as a duplicate.
 """
 
 from __future__ import annotations
 
-from typing import Iterable
+import hashlib
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Iterable, Iterator
+
+import numpy as np
 
 Pair = tuple[str, str]
+Report = dict[str, int]
 
 REASONS = ("empty side", "too long", "extreme length ratio", "exact duplicate")
+CHUNK = 8192  # pairs checked at a time
 
 
 def drop_reason(src: str, tgt: str, max_words: int, max_ratio: float) -> str | None:
@@ -31,6 +45,65 @@ def drop_reason(src: str, tgt: str, max_words: int, max_ratio: float) -> str | N
     return None
 
 
+def new_report() -> Report:
+    """A report with every count at 0: ``read``, ``kept`` and each of :data:`REASONS`."""
+    return {"read": 0, "kept": 0, **{reason: 0 for reason in REASONS}}
+
+
+def pair_digest(src: str, tgt: str) -> int:
+    """The 8-byte digest by which :class:`SeenPairs` recognises a pair."""
+    return int.from_bytes(hashlib.blake2b(f"{src}\0{tgt}".encode(), digest_size=8).digest(), "little")
+
+
+@dataclass
+class CheckedChunk:
+    """A chunk of pairs after the rules: the survivors, their digests and what was dropped.
+
+    hashes: (len(pairs),) uint64 digests of ``pairs`` (empty when not deduplicating)
+    """
+
+    pairs: list[Pair]
+    hashes: np.ndarray
+    read: int
+    dropped: dict[str, int] = field(default_factory=dict)
+
+
+def check_chunk(pairs: list[Pair], max_words: int, max_ratio: float, dedupe: bool) -> CheckedChunk:
+    """Apply the rules to a chunk of pairs (duplicates are found afterwards, in order)."""
+    kept: list[Pair] = []
+    dropped: dict[str, int] = {}
+    for src, tgt in pairs:
+        reason = drop_reason(src, tgt, max_words, max_ratio)
+        if reason:
+            dropped[reason] = dropped.get(reason, 0) + 1
+        else:
+            kept.append((src, tgt))
+    hashes = np.fromiter((pair_digest(s, t) for s, t in kept), dtype=np.uint64, count=len(kept)) if dedupe \
+        else np.empty(0, dtype=np.uint64)
+    return CheckedChunk(kept, hashes, len(pairs), dropped)
+
+
+def first_occurrences(hashes: np.ndarray) -> np.ndarray:
+    """(N,) bool: True where a digest of ``hashes`` (N,) appears for the first time.
+
+    One stable sort of the digests (N × 8 bytes, plus the sort's index): in order, and
+    without holding any text."""
+    order = np.argsort(hashes, kind="stable")
+    repeated = np.zeros(len(hashes), dtype=bool)
+    ordered = hashes[order]
+    np.equal(ordered[1:], ordered[:-1], out=repeated[1:])
+    keep = np.ones(len(hashes), dtype=bool)
+    keep[order[repeated]] = False
+    return keep
+
+
+def add_counts(report: Report, chunk: CheckedChunk) -> None:
+    """Count a checked chunk's pairs read and dropped by rule into ``report``."""
+    report["read"] += chunk.read
+    for reason, count in chunk.dropped.items():
+        report[reason] += count
+
+
 def clean_pairs(pairs: Iterable[Pair], max_words: int = 80, max_ratio: float = 4.0,
                 dedupe: bool = True) -> tuple[list[Pair], dict[str, int]]:
     """Keep the usable pairs, in order.
@@ -38,22 +111,27 @@ def clean_pairs(pairs: Iterable[Pair], max_words: int = 80, max_ratio: float = 4
     Returns ``(kept, report)``; the report counts ``read``, ``kept`` and each
     of :data:`REASONS` (``exact duplicate`` stays 0 when ``dedupe`` is false).
     """
-    report = {"read": 0, "kept": 0, **{reason: 0 for reason in REASONS}}
+    report = new_report()
     kept: list[Pair] = []
-    seen: set[Pair] = set()
-    for src, tgt in pairs:
-        report["read"] += 1
-        reason = drop_reason(src, tgt, max_words, max_ratio)
-        if reason is None and dedupe:
-            if (src, tgt) in seen:
-                reason = "exact duplicate"
-            seen.add((src, tgt))
-        if reason:
-            report[reason] += 1
-        else:
-            kept.append((src, tgt))
+    hashes: list[np.ndarray] = []
+    for chunk in chunked(pairs):
+        checked = check_chunk(chunk, max_words, max_ratio, dedupe)
+        add_counts(report, checked)
+        kept += checked.pairs
+        hashes.append(checked.hashes)
+    if dedupe:
+        mask = first_occurrences(np.concatenate(hashes or [np.empty(0, np.uint64)]))
+        report["exact duplicate"] = len(kept) - int(mask.sum())
+        kept = [pair for pair, keep in zip(kept, mask.tolist()) if keep]
     report["kept"] = len(kept)
     return kept, report
+
+
+def chunked(items: Iterable, size: int = CHUNK) -> Iterator[list]:
+    """Lists of ``size`` consecutive items (the last one shorter)."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
 
 
 def format_report(report: dict[str, int], what: str = "pairs") -> str:

@@ -1,9 +1,10 @@
 """From a config's ``data`` section to training examples: files, cleaning, subwords.
 
 :func:`data_files` says which files a config means (its own paths, or a fetched
-corpus's), :func:`load_pairs` reads and cleans them, :func:`build_tokenizers`
+corpus's), :func:`load_pairs` reads and cleans them into memory, :func:`build_tokenizers`
 trains the SentencePiece models and :func:`encode_pairs` turns pairs into
-:class:`~regard.data.batching.Example` s. The trainer and the benchmarks share them.
+:class:`~regard.data.batching.Example` s (validation data). Training data goes through
+:mod:`regard.data.binarise`, which streams it with the same functions into shards on disk.
 """
 
 from __future__ import annotations
@@ -71,11 +72,24 @@ def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
     return make((s for s, _ in pairs), tc.src_vocab_size), make((t for _, t in pairs), tc.tgt_vocab_size)
 
 
+def fits(src: list[int], tgt: list[int], max_len: int) -> bool:
+    """Whether an encoded pair is kept for training: 1 to ``max_len`` subwords on each side."""
+    return 0 < len(src) <= max_len and 0 < len(tgt) <= max_len
+
+
 def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:
-    """Subword-encode pairs, dropping those longer than ``max_len`` on either side."""
+    """Subword-encode pairs (in memory: validation data), dropping those longer than ``max_len``
+    on either side; the prepared training data is encoded by the same calls
+    (:mod:`regard.data.binarise`)."""
     src = src_tok.encode_batch([s for s, _ in pairs])
     tgt = tgt_tok.encode_batch([t for _, t in pairs])
-    return [Example(s, t) for s, t in zip(src, tgt) if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
+    return [Example(s, t) for s, t in zip(src, tgt) if fits(s, t, max_len)]
+
+
+def validation_pairs(cfg: Config) -> Pairs:
+    """The validation pairs of the config's files, read strictly (no cleaning)."""
+    files = data_files(cfg.data)
+    return read_parallel(files.valid_src, files.valid_tgt)
 
 
 def spread(items: Sequence[T], n: int) -> list[T]:

@@ -62,8 +62,13 @@ class Tokenizer:
         """Normalised text → subword ids (no BOS/EOS)."""
         return self.sp.encode(normalize(text), out_type=int)
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.sp.encode([normalize(t) for t in texts], out_type=int)
+    def encode_batch(self, texts: list[str], threads: int = -1) -> list[list[int]]:
+        """Texts → subword ids (normalised first), on ``threads`` threads (-1: all cores)."""
+        return self.encode_normalised([normalize(t) for t in texts], threads)
+
+    def encode_normalised(self, texts: list[str], threads: int = -1) -> list[list[int]]:
+        """Already normalised texts → subword ids, on ``threads`` threads (-1: all cores)."""
+        return self.sp.encode(texts, out_type=int, num_threads=threads)
 
     def decode(self, ids: list[int]) -> str:
         """Subword ids → detokenised text (special ids dropped)."""
