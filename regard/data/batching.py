@@ -21,7 +21,7 @@ import torch
 
 from regard.data.tokenizer import BOS, EOS, PAD
 
-_CHUNK = 1 << 20  # sentences sorted at a time by the counting sort
+_CHUNK = 1 << 18  # sentences sorted at a time by the counting sort
 
 
 @dataclass

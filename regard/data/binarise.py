@@ -11,8 +11,9 @@ and a rerun carries on from the last complete stage:
 2. Cleaning: the training files are read a chunk at a time; worker processes decode and
    normalise the lines, apply the rules of :mod:`regard.data.cleaning` and digest the pairs
    that pass; this process spools those to ``cleaned.txt``, one ``source<TAB>target`` line
-   each. The digests then mark the duplicates (``cleaned.keep.npy``, a byte a line), and
-   ``cleaned.json`` records the report: the stage is complete.
+   each, and their 8-byte digests to ``cleaned.hashes``. The digests then mark the duplicates
+   (``cleaned.keep.npy``, a byte a line), and ``cleaned.json`` records the report: the stage
+   is complete.
 3. Tokenizers: trained on at most ``tokenizer.max_training_sentences`` kept pairs, evenly
    spaced through the spool (all of them when there are fewer), or given (a resumed run's).
 4. Encoding: worker processes encode chunks of the spool; pairs with 0 or more than
@@ -36,26 +37,27 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass
-from itertools import chain, count, zip_longest
+from itertools import count, zip_longest
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from regard.config import Config, differing_keys
-from regard.data.cleaning import CHUNK, CheckedChunk, Pair, add_counts, check_chunk, chunked, first_occurrences, \
-    format_report, new_report
-from regard.data.prepare import Pairs, build_tokenizers, data_files, fits
+from regard.data.cleaning import CHUNK, CheckedChunk, FirstOccurrences, Pair, add_counts, chunked, format_report, \
+    new_report, repeated_values
+from regard.data.encoding import CleanLines, EncodedChunk, EncodeLines, RawChunk, SpoolChunk
+from regard.data.prepare import Pairs, build_tokenizers, data_files
 from regard.data.shards import FORMAT, MANIFEST, ShardedPairs, file_digest, ids_dtype, length_dtype, \
     shard_name, shard_problem, write_shard
-from regard.data.text import decode_line, normalize, open_binary, raw_lines
+from regard.data.text import normalize, open_binary, raw_lines
 from regard.data.tokenizer import Tokenizer
 from regard.data.workers import default_processes, ordered_map
 from regard.errors import RegardError
 from regard.files import atomic_file, write_json
 
-SHARD_TOKENS = 1 << 25  # source + target ids per shard (64 MiB of uint16)
-PLAN, SPOOL, KEEP, CLEANED = "plan.json", "cleaned.txt", "cleaned.keep.npy", "cleaned.json"
+SHARD_TOKENS = 1 << 24  # source + target ids per shard (32 MiB of uint16)
+PLAN, SPOOL, HASHES, KEEP, CLEANED = "plan.json", "cleaned.txt", "cleaned.hashes", "cleaned.keep.npy", "cleaned.json"
 TOKENIZERS = ("src.spm", "tgt.spm")
 MISSING = "no manifest"  # the reason :func:`stale_reason` gives for a folder never prepared
 Tokenizers = tuple[Tokenizer, Tokenizer]
@@ -77,31 +79,6 @@ def sha256(data: bytes) -> str:
 
 
 # ---------------------------------------------------------------- where pairs come from
-
-@dataclass
-class RawChunk:
-    """Line-aligned, undecoded lines of the two training files, from line ``first`` (1-based)."""
-
-    first: int
-    src: list[bytes]
-    tgt: list[bytes]
-
-
-@dataclass
-class CleanLines:
-    """Decode, normalise and check one :class:`RawChunk` (in a worker process)."""
-
-    src_name: str
-    tgt_name: str
-    max_words: int
-    max_ratio: float
-    dedupe: bool
-
-    def __call__(self, chunk: RawChunk) -> CheckedChunk:
-        pairs = [(normalize(decode_line(s, self.src_name, n)), normalize(decode_line(t, self.tgt_name, n)))
-                 for n, s, t in zip(count(chunk.first), chunk.src, chunk.tgt)]
-        return check_chunk(pairs, self.max_words, self.max_ratio, self.dedupe)
-
 
 class FileSource:
     """Training pairs from two line-aligned files (.gz accepted), cleaned as the config says."""
@@ -213,7 +190,7 @@ def settings(cfg: Config, source: Source) -> dict[str, Any]:
 
 def _ours(name: str) -> bool:
     """A file that preparing writes (the temporary files of :func:`regard.files.atomic_file` included)."""
-    return name in (MANIFEST, PLAN, SPOOL, KEEP, CLEANED, *TOKENIZERS) or name.startswith("shard-") \
+    return name in (MANIFEST, PLAN, SPOOL, HASHES, KEEP, CLEANED, *TOKENIZERS) or name.startswith("shard-") \
         or (name.startswith(".") and name.endswith(".tmp"))
 
 
@@ -246,18 +223,16 @@ def read_json(path: Path) -> Any:
 
 def clean_to_spool(folder: Path, source: Source, cfg: Config, processes: int | None) -> dict[str, Any]:
     """Stream the source through cleaning into the spool; mark the duplicates; return the record."""
-    report, hashes, lines = new_report(), [], 0
-    with atomic_file(folder / SPOOL) as spool:
+    report, lines = new_report(), 0
+    with atomic_file(folder / SPOOL) as spool, atomic_file(folder / HASHES, "wb", encoding=None) as hashes:
         for chunk in source.checked_chunks(cfg, processes):
             add_counts(report, chunk)
             spool.write("".join(f"{s}\t{t}\n" for s, t in chunk.pairs))
-            hashes.append(chunk.hashes)
+            hashes.write(chunk.hashes.tobytes())
             lines += len(chunk.pairs)
-    if source.cleaned and cfg.data.dedupe:
-        keep = first_occurrences(np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64))
-    else:
-        keep = np.ones(lines, dtype=bool)
-    del hashes
+    keep = duplicates_marked(folder / HASHES, lines) if source.cleaned and cfg.data.dedupe \
+        else np.ones(lines, dtype=bool)
+    (folder / HASHES).unlink()
     report["exact duplicate"] = lines - int(keep.sum())
     report["kept"] = int(keep.sum())
     if not report["kept"]:
@@ -267,6 +242,17 @@ def clean_to_spool(folder: Path, source: Source, cfg: Config, processes: int | N
     cleaned = {"lines": lines, "kept": report["kept"], "report": report if source.cleaned else None}
     write_json(folder / CLEANED, cleaned)
     return cleaned
+
+
+def duplicates_marked(path: Path, n: int) -> np.ndarray:
+    """(n,) bool: False for the lines whose digest (in the raw uint64 file ``path``) came before."""
+    first = FirstOccurrences(repeated_values(np.fromfile(path, dtype=np.uint64)))
+    keep = np.empty(n, dtype=bool)
+    with open(path, "rb") as handle:
+        for at in range(0, n, 1 << 20):
+            chunk = np.frombuffer(handle.read(8 << 20), dtype=np.uint64)
+            keep[at:at + len(chunk)] = first.keep(chunk)
+    return keep
 
 
 def spool_lines(folder: Path, start: int = 0) -> Iterator[tuple[int, str]]:
@@ -297,58 +283,6 @@ def spool_sample(folder: Path, keep: np.ndarray, n: int) -> Pairs:
 
 
 # ---------------------------------------------------------------- stage 4: encoding into shards
-
-@dataclass
-class SpoolChunk:
-    """Spool lines ``first …`` and which of them are kept (not duplicates)."""
-
-    first: int
-    lines: list[str]
-    keep: np.ndarray
-
-
-@dataclass
-class EncodedChunk:
-    """The pairs of a :class:`SpoolChunk` that fit ``max_len``, encoded.
-
-    src_ids, tgt_ids: (T,) int32 ids of every kept pair, end to end
-    src_len, tgt_len: (n,) int32 lengths
-    lines: (n,) int64 the spool line of each pair
-    """
-
-    src_ids: np.ndarray
-    src_len: np.ndarray
-    tgt_ids: np.ndarray
-    tgt_len: np.ndarray
-    lines: np.ndarray
-
-
-@dataclass
-class EncodeLines:
-    """Encode a :class:`SpoolChunk` with the two SentencePiece models (in a worker process:
-    the models travel as bytes and are loaded once per process)."""
-
-    src_proto: bytes
-    tgt_proto: bytes
-    max_len: int
-    threads: int = -1
-    _toks: Tokenizers | None = dataclasses.field(default=None, repr=False, compare=False)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_toks": None}
-
-    def __call__(self, chunk: SpoolChunk) -> EncodedChunk:
-        if self._toks is None:
-            self._toks = (Tokenizer(self.src_proto), Tokenizer(self.tgt_proto))
-        rows = np.flatnonzero(chunk.keep)
-        pairs = [chunk.lines[i].split("\t") for i in rows.tolist()]
-        src = self._toks[0].encode_normalised([s for s, _ in pairs], self.threads)
-        tgt = self._toks[1].encode_normalised([t for _, t in pairs], self.threads)
-        fit = [k for k, (s, t) in enumerate(zip(src, tgt)) if fits(s, t, self.max_len)]
-        flat = lambda seqs: np.fromiter(chain.from_iterable(seqs[k] for k in fit), dtype=np.int32)  # noqa: E731
-        lengths = lambda seqs: np.array([len(seqs[k]) for k in fit], dtype=np.int32)  # noqa: E731
-        return EncodedChunk(flat(src), lengths(src), flat(tgt), lengths(tgt), chunk.first + rows[fit])
-
 
 class ShardWriter:
     """Gathers encoded pairs into shards of about ``shard_tokens`` ids and writes them in order."""
@@ -431,7 +365,7 @@ def encode_to_shards(folder: Path, toks: Tokenizers, cfg: Config, processes: int
     dtypes = (ids_dtype(max(len(t) for t in toks)), length_dtype(cfg.data.max_len))
     writer = ShardWriter(folder, len(records), start, shard_tokens, dtypes)
     many = processes is None or processes > 1
-    encode = EncodeLines(toks[0].proto, toks[1].proto, cfg.data.max_len, threads=1 if many else -1)
+    encode = EncodeLines(toks[0].proto, toks[1].proto, cfg.data.max_len, dtypes[0].name, threads=1 if many else -1)
     for chunk in ordered_map(encode, spool_chunks(folder, keep, start), processes):
         writer.add(chunk)
     writer.flush()

@@ -7,8 +7,9 @@ rule it breaks.
 
 Cleaning can stream: pairs go through in chunks (:func:`check_chunk` applies the rules
 and computes an 8-byte digest of each survivor, and can run in a worker process), and
-:func:`first_occurrences` finds the duplicates from the digests alone, so memory grows by
-8 bytes per pair, not by the text (:mod:`regard.data.binarise` streams a corpus this way).
+:func:`repeated_values` and :class:`FirstOccurrences` find the duplicates from the digests
+alone, so memory grows by 8 bytes per pair, not by the text (:mod:`regard.data.binarise`
+streams a corpus this way, the digests in a file).
 Two different pairs share a digest with a probability of about ``n² / 2**65`` (1 in
 100,000 for 20 million pairs): then the second would be dropped as a duplicate.
 """
@@ -83,18 +84,34 @@ def check_chunk(pairs: list[Pair], max_words: int, max_ratio: float, dedupe: boo
     return CheckedChunk(kept, hashes, len(pairs), dropped)
 
 
-def first_occurrences(hashes: np.ndarray) -> np.ndarray:
-    """(N,) bool: True where a digest of ``hashes`` (N,) appears for the first time.
+def repeated_values(hashes: np.ndarray) -> np.ndarray:
+    """The distinct digests that occur more than once in ``hashes`` (N,), sorted. Sorts
+    ``hashes`` in place: no memory beyond it but the (usually few) repeated values."""
+    hashes.sort()
+    return np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
 
-    One stable sort of the digests (N × 8 bytes, plus the sort's index): in order, and
-    without holding any text."""
-    order = np.argsort(hashes, kind="stable")
-    repeated = np.zeros(len(hashes), dtype=bool)
-    ordered = hashes[order]
-    np.equal(ordered[1:], ordered[:-1], out=repeated[1:])
-    keep = np.ones(len(hashes), dtype=bool)
-    keep[order[repeated]] = False
-    return keep
+
+class FirstOccurrences:
+    """Marks the first occurrence of every digest, chunk after chunk in stream order, knowing
+    only the digests that repeat (:func:`repeated_values`) and a flag for each."""
+
+    def __init__(self, repeated: np.ndarray):
+        self.repeated = repeated
+        self.seen = np.zeros(len(repeated), dtype=bool)
+
+    def keep(self, hashes: np.ndarray) -> np.ndarray:
+        """(N,) bool for the next ``hashes`` (N,) of the stream: False for a digest seen before."""
+        keep = np.ones(len(hashes), dtype=bool)
+        if not len(self.repeated):
+            return keep
+        at = np.minimum(np.searchsorted(self.repeated, hashes), len(self.repeated) - 1)
+        rows = np.flatnonzero(self.repeated[at] == hashes)  # digests that repeat somewhere
+        values = at[rows]
+        first = np.zeros(len(rows), dtype=bool)
+        first[np.unique(values, return_index=True)[1]] = True  # their first row in this chunk
+        keep[rows[~(first & ~self.seen[values])]] = False
+        self.seen[values] = True
+        return keep
 
 
 def add_counts(report: Report, chunk: CheckedChunk) -> None:
@@ -120,7 +137,8 @@ def clean_pairs(pairs: Iterable[Pair], max_words: int = 80, max_ratio: float = 4
         kept += checked.pairs
         hashes.append(checked.hashes)
     if dedupe:
-        mask = first_occurrences(np.concatenate(hashes or [np.empty(0, np.uint64)]))
+        digests = np.concatenate(hashes or [np.empty(0, np.uint64)])
+        mask = FirstOccurrences(repeated_values(digests.copy())).keep(digests)
         report["exact duplicate"] = len(kept) - int(mask.sum())
         kept = [pair for pair, keep in zip(kept, mask.tolist()) if keep]
     report["kept"] = len(kept)

@@ -17,6 +17,7 @@ from regard.config import Config, DataConfig
 from regard.data.batching import Example
 from regard.data.cleaning import clean_pairs, format_report
 from regard.data.corpora import split_files
+from regard.data.encoding import fits
 from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
@@ -70,11 +71,6 @@ def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
     make = lambda texts, size: Tokenizer.train(  # noqa: E731
         texts, size, tc.type, tc.character_coverage, tc.max_training_sentences)
     return make((s for s, _ in pairs), tc.src_vocab_size), make((t for _, t in pairs), tc.tgt_vocab_size)
-
-
-def fits(src: list[int], tgt: list[int], max_len: int) -> bool:
-    """Whether an encoded pair is kept for training: 1 to ``max_len`` subwords on each side."""
-    return 0 < len(src) <= max_len and 0 < len(tgt) <= max_len
 
 
 def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:

@@ -81,7 +81,7 @@ def write_shard(folder: Path, number: int, src: tuple[np.ndarray, np.ndarray], t
     """
     name = shard_name(number)
     (src_ids, src_len), (tgt_ids, tgt_len) = src, tgt
-    arrays = {"src": src_ids.astype(dtypes[0]), "tgt": tgt_ids.astype(dtypes[0]),
+    arrays = {"src": src_ids.astype(dtypes[0], copy=False), "tgt": tgt_ids.astype(dtypes[0], copy=False),
               "offsets": np.stack([starts_of(src_len), starts_of(tgt_len)]),
               "lengths": np.stack([src_len, tgt_len]).astype(dtypes[1])}
     files = {}
