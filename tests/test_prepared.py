@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
+from regard.cli import main
 from regard.config import Config
 from regard.data import binarise
 from regard.data.batching import collate
@@ -371,3 +374,42 @@ def test_a_million_pairs_are_prepared_and_opened_in_flat_memory(tmp_path):
     assert results["prepare"]["pairs"] == results["open"]["pairs"] > 990_000
     assert results["prepare"]["growth_mib"] < 350, results
     assert results["open"]["growth_mib"] < 150, results
+
+
+# ---------------------------------------------------------------- with training and the command line
+
+def test_resuming_without_the_prepared_folder_prepares_it_again_with_the_runs_subwords(tmp_path, grammar_data):
+    data = (grammar_data[0][:300], grammar_data[1])
+    runs = {}
+    for name, steps in (("straight", 24), ("stopped", 12)):
+        cfg = tiny_config(tmp_path / name, steps=steps)
+        cfg.train.eval_every = 12
+        runs[name] = train(cfg, data=data, show_progress=False)
+    shutil.rmtree(runs["stopped"] / "data")
+    cfg.train.max_steps = 24
+    train(cfg, resume=True, data=data, show_progress=False)
+    a, b = (load_file(str(runs[name] / "last" / "model.safetensors")) for name in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_regard_data_prepare_then_regard_train_uses_what_it_prepared(tmp_path, grammar_data, capsys):
+    cfg = corpus_config(tmp_path, grammar_data)
+    cfg.train.max_steps = cfg.train.eval_every = 2
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg.to_dict()))
+    folder = prepared_dir(cfg)
+    assert main(["data", "prepare", "--config", str(config), "--processes", "0"]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(rf"{re.escape(str(folder))}: \d+ pairs, 1 shards, \d+ pairs/s\n", out)
+    assert "kept 300 of 310 (dropped: 10 exact duplicate)" in err
+    assert main(["data", "prepare", "--config", str(config)]) == 0
+    assert capsys.readouterr().out == f"{folder} is up to date\n"
+    assert main(["train", "--config", str(config), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "kept 300 of 310" in err and "preparing" not in err
+    (tmp_path / "train.fr").write_text("un\n")
+    assert main(["data", "prepare", "--config", str(config)]) == 2
+    notice, error = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(rf"preparing {re.escape(str(folder))} again: \S*train\.fr has changed \(\d+ bytes then, 3 now\)",
+                        notice)
+    assert error.startswith("regard: error: ") and "train.en:2: no matching line in" in error
