@@ -22,7 +22,7 @@ from safetensors.torch import load_file
 from regard.cli import main
 from regard.config import Config
 from regard.data import binarise
-from regard.data.batching import collate
+from regard.data.batching import Batch, collate
 from regard.data.binarise import (FileSource, ensure_prepared, folder_problem, open_prepared, prepare, prepared_dir,
                                   stale_reason)
 from regard.data.prepare import encode_pairs, load_pairs
@@ -145,7 +145,7 @@ def test_prepared_pairs_are_the_cleaned_corpus_encoded_in_order(tmp_path, gramma
         src, tgt = prepared.pairs.pair(i)
         assert (src.tolist(), tgt.tolist()) == (e.src, e.tgt)
     idx = np.array([5, 0, len(examples) - 1, 77, 150])
-    got, want = prepared.pairs.collate(idx), collate([examples[i] for i in idx])
+    got, want = Batch.from_numpy(*prepared.pairs.padded(idx)), collate([examples[i] for i in idx])
     for name in ("src", "src_lengths", "tgt_in", "tgt_out"):
         assert torch.equal(getattr(got, name), getattr(want, name)), name
     assert sorted(p.name for p in prepared_dir(cfg).iterdir() if not p.name.startswith("shard-")) == \
@@ -353,7 +353,7 @@ else:
     prepared = binarise.open_prepared(binarise.prepared_dir(cfg))
     plan = plan_epoch(prepared.pairs.src_len, prepared.pairs.tgt_len, 2000, 1, 0)
     for k in range(100):
-        batch = prepared.pairs.collate(plan.batch(k))
+        batch = prepared.pairs.padded(plan.batch(k))
     pairs = len(prepared.pairs)
 print(json.dumps({"pairs": pairs, "growth_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - base}))
 """

@@ -19,17 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from regard.data.encoding import Example
 from regard.data.tokenizer import BOS, EOS, PAD
 
 _CHUNK = 1 << 18  # sentences sorted at a time by the counting sort
-
-
-@dataclass
-class Example:
-    """One sentence pair as subword ids (no BOS/EOS)."""
-
-    src: list[int]
-    tgt: list[int]
 
 
 @dataclass
@@ -46,6 +39,11 @@ class Batch:
     src_lengths: torch.Tensor
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
+
+    @classmethod
+    def from_numpy(cls, src: np.ndarray, src_lengths: np.ndarray, tgt_in: np.ndarray, tgt_out: np.ndarray) -> Batch:
+        """A batch of int64 arrays (shapes as the fields'), sharing their memory."""
+        return cls(*(torch.from_numpy(a) for a in (src, src_lengths, tgt_in, tgt_out)))
 
     @property
     def n_tokens(self) -> int:

@@ -20,6 +20,14 @@ from regard.data.text import decode_line, normalize
 from regard.data.tokenizer import Tokenizer
 
 
+@dataclass
+class Example:
+    """One sentence pair as subword ids (no BOS/EOS)."""
+
+    src: list[int]
+    tgt: list[int]
+
+
 def fits(src: list[int], tgt: list[int], max_len: int) -> bool:
     """Whether an encoded pair is kept for training: 1 to ``max_len`` subwords on each side."""
     return 0 < len(src) <= max_len and 0 < len(tgt) <= max_len

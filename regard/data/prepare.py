@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
 from regard.config import Config, DataConfig
-from regard.data.batching import Example
 from regard.data.cleaning import clean_pairs, format_report
 from regard.data.corpora import split_files
-from regard.data.encoding import fits
+from regard.data.encoding import Example, fits
 from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError

@@ -27,9 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import torch
 
-from regard.data.batching import Batch
 from regard.data.tokenizer import BOS, EOS, PAD
 from regard.errors import RegardError
 from regard.files import atomic_file, write_json
@@ -168,8 +166,9 @@ class ShardedPairs:
         (src_at, tgt_at), src_n, tgt_n = maps["offsets"].array[:, j], self.src_len[i], self.tgt_len[i]
         return maps["src"].array[src_at:src_at + src_n], maps["tgt"].array[tgt_at:tgt_at + tgt_n]
 
-    def collate(self, idx: np.ndarray) -> Batch:
-        """The padded :class:`Batch` of pairs ``idx`` (B,), in that order; then the pages read are released."""
+    def padded(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Pairs ``idx`` (B,) as :class:`~regard.data.batching.Batch` holds them (int64 arrays:
+        src (B, S), src_lengths (B,), tgt_in and tgt_out (B, T)); then the pages read are released."""
         src_len = self.src_len[idx].astype(np.int64)
         tgt_len = self.tgt_len[idx].astype(np.int64)
         width = int(tgt_len.max()) + 1
@@ -184,8 +183,7 @@ class ShardedPairs:
             tgt_out[row, :len(t)] = t
             tgt_out[row, len(t)] = EOS
         self.release()
-        return Batch(torch.from_numpy(src), torch.from_numpy(src_len), torch.from_numpy(tgt_in),
-                     torch.from_numpy(tgt_out))
+        return src, src_len, tgt_in, tgt_out
 
     def release(self) -> None:
         for maps in self.maps:

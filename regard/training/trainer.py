@@ -353,7 +353,7 @@ def train_step(run: Run, idx: np.ndarray, step: int) -> tuple[float, int]:
     """One update on global batch ``idx`` (B,); returns this rank's part of the (smoothed) loss
     and the batch's target tokens."""
     share, weight, total = rank_share(idx, run.pairs, run.ranks)
-    batch = run.pairs.collate(share).to(run.device)
+    batch = Batch.from_numpy(*run.pairs.padded(share)).to(run.device)
     torch.manual_seed(run.cfg.train.seed * 1_000_003 + step * 64 + run.ranks.rank)  # dropout, any world size
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(step, run.cfg)
