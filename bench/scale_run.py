@@ -26,7 +26,7 @@ from bench.configs import LOG_EVERY
 from regard.config import Config, config_from_dict
 from regard.data.binarise import FileSource, open_prepared, prepare, prepared_dir
 from regard.data.text import read_parallel
-from regard.data.tokenizer import EOS, Tokenizer
+from regard.data.tokenizer import EOS
 
 
 def peak_mib(who: int = resource.RUSAGE_SELF) -> float:

@@ -120,6 +120,11 @@ class FileSource:
                 return f"{path} has changed (same size, other content)"
         return None
 
+    def refreshed(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        """``recorded`` (unchanged, see :meth:`changed`) with the files' present paths and times, so
+        that a file merely touched or moved is digested once, not at every start."""
+        return {"files": [{**then, **self._stat(path)} for path, then in zip(self.paths, recorded["files"])]}
+
     def _raw_chunks(self) -> Iterator[RawChunk]:
         src_path, tgt_path = self.paths
         for path in self.paths:
@@ -168,6 +173,9 @@ class MemorySource:
 
     def changed(self, recorded: dict[str, Any]) -> str | None:
         return None if recorded == self.identity() else "it was prepared from other training pairs"
+
+    def refreshed(self, recorded: dict[str, Any]) -> dict[str, Any]:
+        return recorded
 
     def checked_chunks(self, cfg: Config, processes: int | None) -> Iterator[CheckedChunk]:
         for pairs in self._normalised():
@@ -509,6 +517,9 @@ def ensure_prepared(cfg: Config, source: Source, tokenizers: Tokenizers | None =
         manifest = read_json(folder / MANIFEST)
         if manifest["cleaning"] is not None:
             log(format_report(manifest["cleaning"], source.name))
+        recorded = manifest["plan"]["source"]
+        if source.refreshed(recorded) != recorded:
+            write_json(folder / MANIFEST, {**manifest, "plan": {**manifest["plan"], "source": source.refreshed(recorded)}})
     else:
         log(f"preparing the training data in {folder}" if reason == MISSING
             else f"preparing the training data in {folder} again: {reason}")
