@@ -11,6 +11,8 @@ systems.py     train / translate one system and read back its numbers
 regard_run.py  the Regard subprocess (training with step timing, translation)
 flops.py       Regard's model FLOPs per target token and the matmul ceiling
 peers.py       the command line: schedule, table, ``runs/bench/peers.json``
+scale.py       cost against corpus size (0.2M–20M pairs), Joey NMT beside it
+scale_run.py   the Regard subprocess of scale.py (prepare, train, pieces for Joey)
 =============  ==============================================================
 
 See docs/PERFORMANCE.md for what is measured and how.

@@ -35,6 +35,7 @@ EXAMPLES = """examples:
   regard plot --model runs/demo/model "the black cat ate the mouse" -o cat.png
   regard serve --model att=runs/demo/attention --model none=runs/demo/baseline --port 8000
   regard data fetch multi30k --from ../shared/data
+  regard data prepare --config configs/example.yaml
   regard evaluate --model runs/att --model runs/none --corpus multi30k --json-out r.json --plot bleu.png
   regard average --model runs/transformer --last 5 -o runs/transformer/averaged
   regard translate --model runs/att --model runs/transformer --beam 5 < input.en > output.fr   # an ensemble
@@ -181,6 +182,23 @@ def cmd_data_fetch(args: argparse.Namespace) -> None:
     print(fetched_summary(folder))
 
 
+def cmd_data_prepare(args: argparse.Namespace) -> None:
+    from regard.config import load_config
+    from regard.data.binarise import FileSource, MISSING, prepare, prepared_dir, stale_reason
+    cfg = load_config(args.config, args.set)
+    source = FileSource.from_config(cfg)
+    reason = stale_reason(cfg, source)
+    folder = prepared_dir(cfg)
+    if reason is None:
+        print(f"{folder} is up to date")
+        return
+    if reason != MISSING:
+        print(f"preparing {folder} again: {reason}", file=sys.stderr)
+    manifest = prepare(cfg, source, processes=args.processes)
+    print(f"{folder}: {manifest['pairs']} pairs, {len(manifest['shards'])} shards, "
+          f"{manifest['prepared']['pairs_per_s']:.0f} pairs/s")
+
+
 def cmd_data_list(args: argparse.Namespace) -> None:
     from regard.data.corpora import CORPORA, default_cache, describe
     cache = Path(args.cache).expanduser() if args.cache else default_cache()
@@ -314,8 +332,9 @@ def add_serve_parser(sub) -> None:
 
 
 def add_data_parser(sub) -> None:
-    """``regard data {list,fetch,split,clean}``."""
-    data = sub.add_parser("data", help="public corpora: list, fetch (with checksums), split, clean")
+    """``regard data {list,fetch,split,clean,prepare}``."""
+    data = sub.add_parser("data", help="public corpora: list, fetch (with checksums), split, clean; prepare "
+                          "a config's training data")
     cmds = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     p = cmds.add_parser("list", help="the corpus catalogue, with licences and what is cached")
     p.add_argument("--cache", help="cache folder (default: $REGARD_CACHE or ~/.cache/regard)")
@@ -348,6 +367,14 @@ def add_data_parser(sub) -> None:
             p.add_argument("--keep-duplicates", action="store_true", help="keep exact duplicate pairs")
             p.add_argument("--out", metavar="PREFIX", help="write the kept pairs to PREFIX.en and PREFIX.fr")
             p.set_defaults(func=cmd_data_clean)
+    p = cmds.add_parser("prepare", help="clean, subword-encode and binarise a config's training data into "
+                        "data.prepared (regard train does it when the data is missing or stale)")
+    p.add_argument("--config", required=True, help="YAML config (see configs/example.yaml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config value, e.g. --set data.prepared=data/wmt14")
+    p.add_argument("--processes", type=int, help="worker processes for cleaning and encoding (default: one "
+                   "per core)")
+    p.set_defaults(func=cmd_data_prepare)
 
 
 def add_evaluate_parsers(sub) -> None:

@@ -91,6 +91,9 @@ class DataConfig:
     max_words: int = 80  # cleaning: drop training pairs with more words on a side; 0 = no limit
     max_ratio: float = ranged(4.0, 1, off=0)  # cleaning: drop pairs whose longer side has > this × the chars; 0 = off
     dedupe: bool = True  # cleaning: drop exact duplicate training pairs
+    # folder of the binarised training data (regard data prepare; regard train makes it when missing
+    # or stale); empty = <train.out_dir>/data
+    prepared: str = ""
 
 
 @dataclass
@@ -244,7 +247,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     if not isinstance(raw, (dict, type(None))):
         raise RegardError(f"{path}: the top level must be a mapping of sections, got {shown(raw)}")
     cfg = config_from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
-    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt"):
+    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "prepared"):
         value = getattr(cfg.data, name)
         if value and not Path(value).is_absolute():
             setattr(cfg.data, name, str((path.parent / value).resolve()))

@@ -47,7 +47,7 @@ def test_two_processes_learn_what_one_does_and_write_once(tmp_path, grammar_data
     assert not all(torch.equal(one[k], two[k]) for k in one)  # really two processes: other float order
     for n in (1, 2):
         assert [r[0] for r in log_rows(runs[n])] == ["5", "10"]
-        assert sorted(p.name for p in runs[n].iterdir()) == ["best", "last", "log.csv"]
+        assert sorted(p.name for p in runs[n].iterdir()) == ["best", "data", "last", "log.csv"]
     valid_loss = {n: [float(r[5]) for r in log_rows(runs[n])] for n in runs}
     assert valid_loss[1] == pytest.approx(valid_loss[2], rel=1e-3)
 

@@ -58,7 +58,7 @@ def test_keep_best_by_loss_keeps_the_lowest_validation_loss(tmp_path, grammar_da
     neither the last evaluation nor the one with the highest BLEU."""
     cfg = tiny_config(tmp_path / "run", steps=30)
     cfg.train.eval_every, cfg.train.lr, cfg.train.keep_best_by = 3, 0.1, "loss"
-    cfg.train.seed = 4  # a run whose lowest loss is neither its last nor its best-BLEU evaluation (checked below)
+    cfg.train.seed = 3  # a run whose lowest loss is neither its last nor its best-BLEU evaluation (checked below)
     valid = grammar_data[1][:20]
     train(cfg, data=(grammar_data[0], valid), show_progress=False)
     rows = log_rows(tmp_path / "run")

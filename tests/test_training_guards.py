@@ -105,7 +105,7 @@ def test_a_full_disk_mid_checkpoint_keeps_the_previous_checkpoints_and_no_tempor
         train(cfg, data=grammar_data, show_progress=False)
     run = tmp_path / "run"
     assert steps_in(run / "last") == 4 and finite(run / "best")
-    assert sorted(p.name for p in run.iterdir()) == ["best", "last", "log.csv"]
+    assert sorted(p.name for p in run.iterdir()) == ["best", "data", "last", "log.csv"]
 
 
 def log_steps(run) -> list[int]:

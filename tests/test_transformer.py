@@ -201,8 +201,8 @@ def test_the_api_returns_every_head_only_when_asked_and_describes_the_layers(tra
     ({"model": {"arch": "transformer", "d_model": 100, "heads": 3}}, "'model.d_model' (100) must be a multiple"),
     ({"model": {"arch": "transformer", "decoder_layers": 2, "attention_layer": 3}}, "'model.attention_layer' must be"),
     ({"model": {"arch": "transformer", "attention_dropout": 1.0}}, "'model.attention_dropout' must be in [0, 1)"),
-    ({"model": {"arch": "transformer", "ff_size": 0}}, "'model.ff_size' must be positive"),
-    ({"train": {"keep_checkpoints": -1}}, "'train.keep_checkpoints' must be >= 0"),
+    ({"model": {"arch": "transformer", "ff_size": 0}}, "'model.ff_size' must be at least 1, got 0"),
+    ({"train": {"keep_checkpoints": -1}}, "'train.keep_checkpoints' must be at least 0"),
 ])
 def test_transformer_settings_are_checked_with_the_key_named(raw, message):
     from regard.config import config_from_dict

@@ -1,28 +1,28 @@
-"""Token-budget batches with length bucketing.
+"""Token-budget batches with length bucketing, planned from the lengths alone.
 
-Sentences are sorted by length (ties broken randomly per epoch) and cut into
-batches whose padded target size stays under a token budget, so batches hold
-sentences of nearly equal length and little padding. The batch order is then
-shuffled. Everything depends only on ``(seed, epoch)``, so a resumed run can
-rebuild the same epoch and skip to the batch where it stopped.
+Sentences are sorted by target then source length (ties in random order, per epoch) and
+cut into batches whose padded target size stays under a token budget, so batches hold
+sentences of nearly equal length and little padding. The batch order is then shuffled.
+Everything depends only on ``(seed, epoch)``, so a resumed run can rebuild the same epoch
+and skip to the batch where it stopped.
+
+:func:`plan_epoch` works on numpy arrays of lengths (the index of a prepared corpus) with a
+counting sort and arithmetic cuts: no Python object per sentence, so tens of millions of
+pairs cost a few bytes each. :func:`batch_indices` is the same plan for a list of
+:class:`Example` s (validation data, tools).
 """
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from regard.data.encoding import Example
 from regard.data.tokenizer import BOS, EOS, PAD
 
-
-@dataclass
-class Example:
-    """One sentence pair as subword ids (no BOS/EOS)."""
-
-    src: list[int]
-    tgt: list[int]
+_CHUNK = 1 << 18  # sentences sorted at a time by the counting sort
 
 
 @dataclass
@@ -39,6 +39,11 @@ class Batch:
     src_lengths: torch.Tensor
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
+
+    @classmethod
+    def from_numpy(cls, src: np.ndarray, src_lengths: np.ndarray, tgt_in: np.ndarray, tgt_out: np.ndarray) -> Batch:
+        """A batch of int64 arrays (shapes as the fields'), sharing their memory."""
+        return cls(*(torch.from_numpy(a) for a in (src, src_lengths, tgt_in, tgt_out)))
 
     @property
     def n_tokens(self) -> int:
@@ -70,25 +75,100 @@ def collate(examples: list[Example]) -> Batch:
     return Batch(src, src_lengths, tgt_in, tgt_out)
 
 
-def batch_indices(examples: list[Example], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
-    """Index lists, one per batch, for one epoch (deterministic in seed and epoch).
+@dataclass
+class EpochPlan:
+    """One epoch's batches: batch ``k`` is ``order[starts[b]:ends[b]]`` for ``b = sequence[k]``.
+
+    order: (N,) sentence indices, sorted by (target, source) length, ties shuffled
+    starts, ends: (n_batches,) where each batch lies in ``order``
+    sequence: (n_batches,) the shuffled batch order
+    """
+
+    order: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    sequence: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.sequence)
+
+    def batch(self, k: int) -> np.ndarray:
+        """(B,) the sentence indices of the ``k``-th batch of the epoch."""
+        b = self.sequence[k]
+        return self.order[self.starts[b]:self.ends[b]]
+
+
+def plan_epoch(src_len: np.ndarray, tgt_len: np.ndarray, batch_tokens: int, seed: int, epoch: int) -> EpochPlan:
+    """The batches of one epoch over sentences of lengths ``src_len``, ``tgt_len`` (both (N,)).
 
     A batch's cost is ``n_sentences × (longest target + 1)``; it never exceeds
-    ``batch_tokens`` unless a single sentence does.
+    ``batch_tokens`` unless a single sentence does. Deterministic in ``(seed, epoch)``.
     """
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    order.sort(key=lambda i: (len(examples[i].tgt), len(examples[i].src)))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    for i in order:
-        longest = len(examples[i].tgt) + 1  # sorted, so the newest is the longest
-        if current and longest * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current = []
-        current.append(i)
-    if current:
-        batches.append(current)
-    rng.shuffle(batches)
-    return batches
+    rng = np.random.default_rng([seed, epoch])
+    order, tgt_counts = bucket_order(np.asarray(src_len), np.asarray(tgt_len), rng)
+    starts, ends = cut(tgt_counts, batch_tokens)
+    return EpochPlan(order, starts, ends, rng.permutation(len(starts)))
+
+
+def bucket_order(src_len: np.ndarray, tgt_len: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Indices sorted by (target, source) length with ties in random order, and the (T+1,)
+    count of sentences of each target length. A counting sort, a chunk at a time: its only
+    array of N elements is the result (int32 below 2**31 sentences)."""
+    n = len(tgt_len)
+    width = int(src_len.max(initial=0)) + 1
+    n_keys = (int(tgt_len.max(initial=0)) + 1) * width
+    key = lambda a, b: tgt_len[a:b].astype(np.int64) * width + src_len[a:b]  # noqa: E731
+    counts = np.zeros(n_keys, dtype=np.int64)
+    for a in range(0, n, _CHUNK):
+        counts += np.bincount(key(a, a + _CHUNK), minlength=n_keys)
+    ends = np.cumsum(counts)
+    free = ends - counts  # the next free place of each key
+    order = np.empty(n, dtype=np.int32 if n < 2**31 else np.int64)
+    for a in range(0, n, _CHUNK):
+        k = key(a, a + _CHUNK)
+        srt = np.argsort(k, kind="stable")
+        ks = k[srt]
+        rank = np.arange(len(ks)) - np.searchsorted(ks, ks, side="left")  # place among equal keys
+        order[free[ks] + rank] = srt + a
+        free += np.bincount(k, minlength=n_keys)
+    for b in np.flatnonzero(counts > 1):
+        rng.shuffle(order[ends[b] - counts[b]:ends[b]])
+    return order, counts.reshape(-1, width).sum(axis=1)
+
+
+def cut(tgt_counts: np.ndarray, batch_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where the greedy token-budget cut of the sorted sentences falls: ``(starts, ends)``.
+
+    The rule, one sentence at a time in order: a sentence starts a new batch when adding it
+    would take the batch over ``batch_tokens`` (``(its target length + 1) × sentences``);
+    here computed per target length, since all sentences of one length fit alike.
+    """
+    bounds: list[np.ndarray] = []
+    pos = current = 0  # sentences placed, and those in the open batch
+    for length, count in enumerate(tgt_counts.tolist()):
+        if not count:
+            continue
+        cap = batch_tokens // (length + 1)  # most sentences of this length a batch can hold
+        if current:
+            take = min(count, max(0, cap - current))
+            pos, current, count = pos + take, current + take, count - take
+            if count:
+                bounds.append(np.array([pos]))
+                current = 0
+        if count:
+            size = max(1, cap)
+            n_batches = -(-count // size)
+            bounds.append(pos + size * np.arange(1, n_batches))
+            pos, current = pos + count, count - size * (n_batches - 1)
+    ends = np.concatenate(bounds + [np.array([pos] if current else [], dtype=np.int64)]).astype(np.int64)
+    starts = np.zeros_like(ends)
+    starts[1:] = ends[:-1]
+    return starts, ends
+
+
+def batch_indices(examples: list[Example], batch_tokens: int, seed: int, epoch: int) -> list[list[int]]:
+    """:func:`plan_epoch` for a list of examples: index lists, one per batch, in epoch order."""
+    src = np.array([len(e.src) for e in examples], dtype=np.int64)
+    tgt = np.array([len(e.tgt) for e in examples], dtype=np.int64)
+    plan = plan_epoch(src, tgt, batch_tokens, seed, epoch)
+    return [plan.batch(k).tolist() for k in range(len(plan))]

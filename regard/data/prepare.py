@@ -1,9 +1,10 @@
 """From a config's ``data`` section to training examples: files, cleaning, subwords.
 
 :func:`data_files` says which files a config means (its own paths, or a fetched
-corpus's), :func:`load_pairs` reads and cleans them, :func:`build_tokenizers`
+corpus's), :func:`load_pairs` reads and cleans them into memory, :func:`build_tokenizers`
 trains the SentencePiece models and :func:`encode_pairs` turns pairs into
-:class:`~regard.data.batching.Example` s. The trainer and the benchmarks share them.
+:class:`~regard.data.batching.Example` s (validation data). Training data goes through
+:mod:`regard.data.binarise`, which streams it with the same functions into shards on disk.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from typing import Sequence, TypeVar
 
 from regard.config import Config, DataConfig
-from regard.data.batching import Example
 from regard.data.cleaning import clean_pairs, format_report
 from regard.data.corpora import split_files
+from regard.data.encoding import Example, fits
 from regard.data.text import iter_parallel, read_parallel
 from regard.data.tokenizer import Tokenizer
 from regard.errors import RegardError
@@ -73,10 +74,18 @@ def build_tokenizers(cfg: Config, pairs: Pairs) -> tuple[Tokenizer, Tokenizer]:
 
 
 def encode_pairs(pairs: Pairs, src_tok: Tokenizer, tgt_tok: Tokenizer, max_len: int) -> list[Example]:
-    """Subword-encode pairs, dropping those longer than ``max_len`` on either side."""
+    """Subword-encode pairs (in memory: validation data), dropping those longer than ``max_len``
+    on either side; the prepared training data is encoded by the same calls
+    (:mod:`regard.data.binarise`)."""
     src = src_tok.encode_batch([s for s, _ in pairs])
     tgt = tgt_tok.encode_batch([t for _, t in pairs])
-    return [Example(s, t) for s, t in zip(src, tgt) if 0 < len(s) <= max_len and 0 < len(t) <= max_len]
+    return [Example(s, t) for s, t in zip(src, tgt) if fits(s, t, max_len)]
+
+
+def validation_pairs(cfg: Config) -> Pairs:
+    """The validation pairs of the config's files, read strictly (no cleaning)."""
+    files = data_files(cfg.data)
+    return read_parallel(files.valid_src, files.valid_tgt)
 
 
 def spread(items: Sequence[T], n: int) -> list[T]:

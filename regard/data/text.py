@@ -29,7 +29,9 @@ def normalize(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
-def _open_text(path: Path):
+def open_binary(path: str | Path) -> IO[bytes]:
+    """A file's bytes, decompressed when its name ends in ``.gz``."""
+    path = Path(path)
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
     return path.open("rb")
@@ -58,22 +60,32 @@ def decoded_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     path = Path(path)
     if not path.is_file():
         raise RegardError(f"file not found: {path}")
-    with _open_text(path) as handle:
+    with open_binary(path) as handle:
         yield from decode_stream(handle, str(path))
 
 
 def decode_stream(handle: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     """Yield ``(line number, decoded line)`` from a binary stream; errors name ``name:line``."""
+    for number, raw in raw_lines(handle, name):
+        yield number, decode_line(raw, name, number)
+
+
+def raw_lines(handle: IO[bytes], name: str) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, undecoded line)`` from a binary stream; a read error names ``name:line``."""
     number = 0
     try:
         for number, raw in enumerate(handle, start=1):
-            try:
-                yield number, raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as err:
-                raise RegardError(
-                    f"{name}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
+            yield number, raw
     except (OSError, EOFError, zlib.error) as err:
         raise RegardError(f"{name}:{number + 1}: cannot read: {err}") from None
+
+
+def decode_line(raw: bytes, name: str, number: int) -> str:
+    """One line as text, its line break removed; invalid UTF-8 is an error naming ``name:number``."""
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError as err:
+        raise RegardError(f"{name}:{number}: invalid UTF-8 (byte {err.start + 1} of the line)") from None
 
 
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:

@@ -78,8 +78,13 @@ class Tokenizer:
         return ([p.id for p in proto.pieces],
                 [(char_of_byte[p.begin], char_of_byte[p.end]) for p in proto.pieces])
 
-    def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        return self.sp.encode([normalize(t) for t in texts], out_type=int)
+    def encode_batch(self, texts: list[str], threads: int = -1) -> list[list[int]]:
+        """Texts → subword ids (normalised first), on ``threads`` threads (-1: all cores)."""
+        return self.encode_normalised([normalize(t) for t in texts], threads)
+
+    def encode_normalised(self, texts: list[str], threads: int = -1) -> list[list[int]]:
+        """Already normalised texts → subword ids, on ``threads`` threads (-1: all cores)."""
+        return self.sp.encode(texts, out_type=int, num_threads=threads)
 
     def decode(self, ids: list[int]) -> str:
         """Subword ids → detokenised text (special ids dropped)."""

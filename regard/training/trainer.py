@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import sacrebleu
 import torch
 from torch import nn
@@ -32,8 +33,10 @@ from torch.nn.parallel import DistributedDataParallel
 from regard.averaging import keep_step_checkpoint
 from regard.checkpoint import load_model_dir, nonfinite_tensor, save_model_dir, skeleton
 from regard.config import Config, differing_keys, validate
-from regard.data.batching import Batch, Example, batch_indices, collate
-from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, load_pairs, spread
+from regard.data.batching import Batch, Example, batch_indices, collate, plan_epoch
+from regard.data.binarise import FileSource, MemorySource, Prepared, ensure_prepared, open_prepared, prepared_dir
+from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, spread, validation_pairs
+from regard.data.shards import ShardedPairs
 from regard.data.tokenizer import Tokenizer
 from regard.device import resolve_device
 from regard.errors import Interrupted, RegardError
@@ -55,7 +58,7 @@ OnStep = Callable[[int, int], None]  # (step, target tokens of the step's global
 RESUMABLE = {f"train.{k}" for k in ("out_dir", "device", "threads", "workers", "max_steps", "max_epochs",
                                     "max_minutes", "eval_every", "save_every", "eval_beam", "patience", "log",
                                     "log_every", "kernel_cache", "skip_nonfinite",
-                                    "keep_checkpoints")} | {"data.valid_max_sentences"}
+                                    "keep_checkpoints")} | {"data.valid_max_sentences", "data.prepared"}
 
 
 @dataclass
@@ -172,7 +175,7 @@ class Run:
     scaler: torch.amp.GradScaler | None
     progress: Progress
     toks: Tokenizers
-    examples: list[Example]
+    pairs: ShardedPairs  # the training pairs, memory-mapped
     valid: Pairs
     valid_examples: list[Example]
 
@@ -226,7 +229,8 @@ def train(cfg: Config, resume: bool = False, data: tuple[Pairs, Pairs] | None = 
           tokenizers: Callable[[Config, Pairs], Tokenizers] = build_tokenizers) -> Path:
     """Train (or resume) the model described by ``cfg``; return the run folder.
 
-    ``data`` passes (train, valid) pairs in memory instead of reading ``cfg.data`` files.
+    ``data`` passes (train, valid) pairs in memory instead of reading ``cfg.data`` files (the
+    training pairs are prepared on disk all the same, normalised but not cleaned).
     ``train.workers`` > 1 starts that many processes on this machine (this one is rank 0);
     under torchrun, every process calls this. ``on_step`` is called on rank 0 after every
     step; ``tokenizers`` builds the subword models of a new run. Raises
@@ -343,10 +347,10 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
     if resume:  # its saved config (defaults filled in, old keys upgraded) is checked before any data is read
         model, saved, src_tok, tgt_tok = load_model_dir(out / "last")
         check_resumable(cfg, saved, out / "last")
-    train_pairs, valid_pairs = data or load_pairs(cfg, report=ranks.is_main)
+    valid_pairs = (data[1] if data else validation_pairs(cfg)) if ranks.is_main else []
+    prepared = training_data(cfg, ranks, data, (src_tok, tgt_tok) if resume else None, tokenizers)
+    src_tok, tgt_tok = prepared.tokenizers
     if not resume:
-        protos = [t.proto for t in tokenizers(cfg, train_pairs)] if ranks.is_main else None
-        src_tok, tgt_tok = (Tokenizer(p) for p in dist.from_main(protos))
         torch.manual_seed(cfg.train.seed)
         model = build_model(cfg.model, len(src_tok), len(tgt_tok))
     model.to(device).train()
@@ -359,33 +363,49 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         progress = Progress(**{k: v for k, v in state.items() if k in Progress.__dataclass_fields__})
-    examples = encode_pairs(train_pairs, src_tok, tgt_tok, cfg.data.max_len)
     valid_examples = encode_pairs(valid_pairs, src_tok, tgt_tok, 10**9) if ranks.is_main else []
-    if not examples:
-        raise RegardError("no training pairs left after length filtering (data.max_len)")
     return Run(cfg, out, ranks, device, autocast, model, wrap(model, cfg, ranks, device), optimizer, scaler,
-               progress, (src_tok, tgt_tok), examples, valid_pairs, valid_examples)
+               progress, (src_tok, tgt_tok), prepared.pairs, valid_pairs, valid_examples)
 
 
-def epoch_batches(examples: list[Example], cfg: Config, progress: Progress) -> Iterator[list[int]]:
+def training_data(cfg: Config, ranks: dist.Ranks, data: tuple[Pairs, Pairs] | None, fixed: Tokenizers | None,
+                  tokenizers: Callable[[Config, Pairs], Tokenizers]) -> Prepared:
+    """The prepared training data: made (or found up to date) by rank 0, then opened by every
+    rank. ``fixed``: the tokenizers of a resumed run, which the data must be encoded with."""
+    prepared = None
+    if ranks.is_main:
+        source = MemorySource(data[0]) if data else FileSource.from_config(cfg)
+        prepared = ensure_prepared(cfg, source, fixed, tokenizers)
+    dist.from_main(None)  # the other ranks wait until it is there
+    if prepared is not None:
+        return prepared
+    try:
+        return open_prepared(prepared_dir(cfg), fixed)
+    except RegardError as err:
+        raise RegardError(f"{err} (on several machines, data.prepared must be a folder they share, or "
+                          "prepared on each with regard data prepare)") from None
+
+
+def epoch_batches(pairs: ShardedPairs, cfg: Config, progress: Progress) -> Iterator[np.ndarray]:
     """Global batches from where ``progress`` stands to the end of the last epoch, advancing it."""
     while progress.epoch < cfg.train.max_epochs:
-        batches = batch_indices(examples, cfg.train.batch_tokens, cfg.train.seed, progress.epoch)
-        while progress.batch_in_epoch < len(batches):
+        plan = plan_epoch(pairs.src_len, pairs.tgt_len, cfg.train.batch_tokens, cfg.train.seed, progress.epoch)
+        while progress.batch_in_epoch < len(plan):
             progress.batch_in_epoch += 1
-            yield batches[progress.batch_in_epoch - 1]
+            yield plan.batch(progress.batch_in_epoch - 1)
         progress.epoch, progress.batch_in_epoch = progress.epoch + 1, 0
 
 
-def rank_share(idx: list[int], examples: list[Example], ranks: dist.Ranks) -> tuple[list[int], float, int]:
-    """This rank's sentences of global batch ``idx``, the weight of its mean loss, and the
+def rank_share(idx: np.ndarray, pairs: ShardedPairs, ranks: dist.Ranks) -> tuple[np.ndarray, float, int]:
+    """This rank's sentences of global batch ``idx`` (B,), the weight of its mean loss, and the
     batch's target tokens. Weights make DDP's average of the ranks' gradients the gradient of
     the whole batch's mean loss; a rank with no sentence computes one with weight 0."""
-    total = sum(len(examples[i].tgt) + 1 for i in idx)
+    cost = pairs.tgt_len[idx].astype(np.int64) + 1
+    total = int(cost.sum())
     share = idx[ranks.rank::ranks.world]
-    if not share:
+    if not len(share):
         return idx[:1], 0.0, total
-    return share, ranks.world * sum(len(examples[i].tgt) + 1 for i in share) / total, total
+    return share, ranks.world * int(cost[ranks.rank::ranks.world].sum()) / total, total
 
 
 def grad_norm(model: nn.Module, clip_norm: float) -> torch.Tensor:
@@ -432,12 +452,12 @@ def count_nonfinite(run: Run, report: Reporter) -> None:
                      f"({p.skipped} of at most {limit})")
 
 
-def train_step(run: Run, idx: list[int], step: int) -> tuple[float | None, int]:
+def train_step(run: Run, idx: np.ndarray, step: int) -> tuple[float | None, int]:
     """One update on global batch ``idx``; returns this rank's part of the (smoothed) loss
     (None, on every rank, when a loss or the gradient was NaN or infinite and the update was
     not applied) and the batch's target tokens."""
-    share, weight, total = rank_share(idx, run.examples, run.ranks)
-    batch = collate([run.examples[i] for i in share]).to(run.device)
+    share, weight, total = rank_share(idx, run.pairs, run.ranks)
+    batch = Batch.from_numpy(*run.pairs.padded(share)).to(run.device)
     torch.manual_seed(run.cfg.train.seed * 1_000_003 + step * 64 + run.ranks.rank)  # dropout, any world size
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(step, run.cfg)
@@ -473,7 +493,7 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
                       if main else "quiet", t.log_every)
     start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
     with stop_requests() as stop:
-        for idx in epoch_batches(run.examples, cfg, progress):
+        for idx in epoch_batches(run.pairs, cfg, progress):
             tic = time.perf_counter()
             loss, n_tokens = train_step(run, idx, progress.step + 1)
             progress.step += 1
