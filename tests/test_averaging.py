@@ -59,4 +59,4 @@ def test_training_keeps_the_last_n_step_checkpoints_and_regard_average_uses_them
     assert main(["average", "--model", str(tmp_path / "run"), "-o", str(tmp_path / "avg")]) == 0
     assert "the average of 2 checkpoints (step-000004 … step-000006)" in capsys.readouterr().err
     from regard.translator import Translator
-    assert Translator.load(tmp_path / "avg").translate(["the black cat"])[0].tokens  # a normal model folder
+    assert len(Translator.load(tmp_path / "avg").translate(["the black cat"])) == 1  # a normal model folder
