@@ -58,5 +58,9 @@ def test_training_keeps_the_last_n_step_checkpoints_and_regard_average_uses_them
     assert all(torch.equal(x, y) for x, y in zip(last.parameters(), final.parameters()))
     assert main(["average", "--model", str(tmp_path / "run"), "-o", str(tmp_path / "avg")]) == 0
     assert "the average of 2 checkpoints (step-000004 … step-000006)" in capsys.readouterr().err
+    first, _, _, _ = load_model_dir(tmp_path / "run" / "checkpoints" / "step-000004")
+    averaged, _, _, _ = load_model_dir(tmp_path / "avg")  # a normal model folder, checksums and all
+    for a, x, y in zip(averaged.parameters(), first.parameters(), last.parameters()):
+        assert torch.allclose(a, (x + y) / 2, atol=1e-6)
     from regard.translator import Translator
-    assert len(Translator.load(tmp_path / "avg").translate(["the black cat"])) == 1  # a normal model folder
+    assert Translator.load(tmp_path / "avg").translate(["the black cat"])[0].source == "the black cat"
