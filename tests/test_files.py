@@ -256,8 +256,9 @@ def no_work(monkeypatch):
     monkeypatch.setattr(regard.translator.Translator, "load", work)
     monkeypatch.setattr(regard.evaluation, "read_test_set", work)
     monkeypatch.setattr(regard.evaluation, "load_results", work)
-    monkeypatch.setattr(regard.training.trainer, "load_pairs", work)
-    monkeypatch.setattr(regard.training.trainer, "build_tokenizers", work)
+    monkeypatch.setattr(regard.training.trainer, "validation_pairs", work)
+    monkeypatch.setattr(regard.training.trainer, "ensure_prepared", work)
+    monkeypatch.setattr(regard.training.trainer, "open_prepared", work)
 
 
 EVALUATE = ["evaluate", "--model", "m", "--src", "{tmp}/a.en", "--ref", "{tmp}/a.fr"]
