@@ -13,13 +13,14 @@ import re
 import signal
 import sys
 import threading
+import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import fields
 from pathlib import Path
 from typing import Iterator
 
 from regard.alignment.commands import add_align_parsers
-from regard.errors import Interrupted, RegardError, Terminated
+from regard.errors import Interrupted, RegardError, RegardWarning, Terminated
 from regard.files import check_file_target, check_folder_target
 from regard.options import (add_inference_options, at_least, bounded_lines, check_beam, check_inference_options,
                             flag)
@@ -496,7 +497,16 @@ def sigterm_as_exception():
         signal.signal(signal.SIGTERM, previous)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Regard's own warnings as one ``regard: warning:`` line; others as Python shows them."""
+    if issubclass(category, RegardWarning):
+        warn(str(message))
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = show_warning
     try:
         args = build_parser().parse_args(argv)
         if args.threads:

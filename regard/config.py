@@ -161,7 +161,7 @@ class TrainConfig:
     out_dir: str = "runs/model"
     seed: int = 1
     device: str = "auto"  # auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps
-    precision: Literal["fp32", "bf16", "fp16", "mixed"] = "fp32"  # autocast; mixed = bf16 where supported, else fp16
+    precision: Literal["fp32", "bf16", "fp16", "mixed"] = "fp32"  # autocast; mixed = bf16 where the hardware has it, else fp16 (CUDA) or fp32
     threads: int = 0  # torch threads per process; 0 = the cores divided by the processes on this machine
     workers: int = ranged(1, 1)  # processes on this machine, each with a share of every batch (DDP); torchrun: its own
     grad_compression: Literal["none", "bf16", "fp16"] = "none"  # gradients sent between processes in this dtype

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from regard.errors import RegardError
+from regard.errors import RegardError, RegardWarning
 
 if TYPE_CHECKING:
     import torch
@@ -44,3 +44,30 @@ def resolve_device(name: str = "auto", what: str = "device") -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise RegardError(f"{what} 'mps': Apple's Metal backend is not available on this machine; use cpu or auto")
     return torch.device(name)
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` multiplies bfloat16 matrices in hardware: CUDA GPUs from Ampere on,
+    Apple's GPUs, and CPUs whose oneDNN has a bf16 path (AVX-512 BW and up, AMX). On other
+    CPUs (AVX2 only) PyTorch falls back to a reference loop, 20–100× slower than fp32."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        return bool(check()) if check is not None else torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    return device.type == "mps"
+
+
+def warn_if_slow_bf16(device: torch.device, what: str) -> None:
+    """Warn (:class:`RegardWarning`) that bf16 ``what`` will crawl on ``device`` unless :func:`fast_bf16`."""
+    if fast_bf16(device):
+        return
+    import warnings
+
+    import torch
+
+    kind = f"CPU with {torch.backends.cpu.get_cpu_capability()} only" if device.type == "cpu" else str(device)
+    warnings.warn(f"{what} bf16 on this {kind} (no bf16 matrix instructions) runs many times slower than fp32; "
+                  "use fp32, or mixed (bf16 only where the hardware has it)", RegardWarning, stacklevel=3)

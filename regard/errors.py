@@ -10,6 +10,11 @@ class RegardError(Exception):
     """An error caused by input or configuration, with a message for a person."""
 
 
+class RegardWarning(UserWarning):
+    """Something that works but not as the user likely wants (bf16 on a CPU without bf16
+    instructions); the command line prints it as one ``regard: warning:`` line."""
+
+
 class Interrupted(Exception):
     """Training stopped on Ctrl-C or SIGTERM after saving ``last/`` (resume with --resume)."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Callable
 
-from regard.device import check_device_name, resolve_device
+from regard.device import check_device_name, resolve_device, warn_if_slow_bf16
 from regard.errors import RegardError
 
 if TYPE_CHECKING:
@@ -61,7 +61,10 @@ def inference_device(precision: str, device: str = "auto") -> torch.device:
     refuses any other device with a :class:`RegardError`."""
     check_precision(precision)
     if precision not in CPU_ONLY:
-        return resolve_device(device)
+        target = resolve_device(device)
+        if precision == "bf16":
+            warn_if_slow_bf16(target, "translating in")
+        return target
     if device not in ("auto", "cpu"):
         check_device_name(device)
         raise RegardError(f"precision {precision} runs on the CPU only (PyTorch's dynamic quantisation), not on "
