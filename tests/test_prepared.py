@@ -36,6 +36,10 @@ ROOT = Path(__file__).parent.parent
 
 GOLDEN = Path(__file__).parent / "golden" / "prepared.json"
 WRITE_GOLDEN = os.environ.get("REGARD_WRITE_GOLDEN") == "1"  # re-record (only when the training itself changes)
+GOLDEN_CPU = "AVX512"  # the kernels the golden weights came from (torch.backends.cpu.get_cpu_capability())
+# After 40 Adam steps the weights carry the rounding of the CPU's kernels: exact to 1e-6 on the
+# kernels of the recording, to 1e-5 on others (an AVX2-only CPU: 1.4e-6 seen).
+WEIGHTS_REL = 1e-6 if torch.backends.cpu.get_cpu_capability() == GOLDEN_CPU else 1e-5
 
 
 def golden_corpus(folder: Path, grammar_data) -> dict[str, str]:
@@ -105,7 +109,7 @@ def test_prepared_data_trains_exactly_as_the_list_of_ids_path_did(tmp_path, monk
             assert got["loss"] == pytest.approx(expected["loss"], rel=1e-6), f"{name}: loss of step {step}"
         assert run["weights"].keys() == want["weights"].keys()
         for key, stats in run["weights"].items():
-            assert stats == pytest.approx(want["weights"][key], rel=1e-6), f"{name}: weights {key}"
+            assert stats == pytest.approx(want["weights"][key], rel=WEIGHTS_REL), f"{name}: weights {key}"
 
 
 # ---------------------------------------------------------------- the prepared folder
