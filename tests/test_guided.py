@@ -221,3 +221,14 @@ def test_links_with_pairs_given_in_memory_are_an_error(tmp_path, grammar_data):
     with pytest.raises(RegardError, match="'data.train_links' gives the links of the training files, but the "
                                           "training pairs were given in memory"):
         train(cfg, data=(grammar_data[0][:50], grammar_data[1][:5]), show_progress=False)
+
+
+@pytest.mark.parametrize("direction", ["en-fr", "fr-en"])
+def test_the_guided_recipes_are_the_alignment_recipes_with_their_links(direction):
+    from regard.config import differing_keys, load_config
+    recipes = Path(__file__).parent.parent / "recipes"
+    plain, guided = (load_config(recipes / f"alignment-{direction}{name}.yaml") for name in ("", "-guided"))
+    assert differing_keys(plain.to_dict(), guided.to_dict()) == ["data.train_links", "train.guided_alignment_weight",
+                                                                  "train.out_dir"]
+    assert guided.data.train_links.endswith(f"runs/alignment-data/train.{direction}.links")
+    assert guided.train.guided_alignment_weight > 0
