@@ -29,8 +29,11 @@ def guide_matrix(links: set[Link], src_word_of_piece: list[int], tgt_word_of_pie
                                        np.array(tgt_word_of_piece, dtype=np.int64)))
 
 
-def guided_loss(attention: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
-    """Mean over guided target positions of −Σ_s guide · log attention.
+def guided_loss(attention: torch.Tensor, guide: torch.Tensor, tokens: int | None = None) -> torch.Tensor:
+    """−Σ_s guide · log attention, summed over the guided target positions and divided by their
+    number, or by ``tokens`` when given (training: the batch's target tokens, which the
+    translation loss is averaged over too; a batch split between processes then has the same
+    loss as whole).
 
     attention (B, T, S), rows summing to 1; guide (B, T, S), each row summing to 1 or all 0
     (a target position without links, or padding, adds nothing). Returns a scalar.
@@ -39,4 +42,4 @@ def guided_loss(attention: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"attention {tuple(attention.shape)} and guide {tuple(guide.shape)} differ")
     guided = guide.sum(dim=-1) > 0  # (B, T)
     per_row = -(guide * attention.float().clamp(min=1e-9).log()).sum(dim=-1)  # (B, T)
-    return per_row[guided].sum() / guided.sum().clamp(min=1)
+    return per_row[guided].sum() / (max(1, tokens) if tokens is not None else guided.sum().clamp(min=1))

@@ -105,13 +105,13 @@ class EncoderDecoder(nn.Module):
 
     def guided_training_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
                              chunk_rows: int = 512, grad_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`training_loss` and ``scale`` × :func:`~regard.alignment.guide.guided_loss` of the
-        attention shown (for a Transformer, :attr:`attention_layer`'s heads averaged: the
-        attention that plots, the explorer and ``regard align`` read) against ``batch.guide``
-        (B, T, S), from one teacher-forced pass. Backward through their weighted sum."""
+        """:meth:`training_loss` and ``scale`` × :func:`~regard.alignment.guide.guided_loss` per real
+        target token of the attention shown (for a Transformer, :attr:`attention_layer`'s heads
+        averaged: the attention that plots, the explorer and ``regard align`` read) against
+        ``batch.guide`` (B, T, S), from one teacher-forced pass. Backward through their weighted sum."""
         states, attention = self.features(batch, "layer")
         loss = self.output_loss(states, batch, label_smoothing, scale, chunk_rows, grad_scale)
-        return loss, scale * guided_loss(attention, batch.guide)
+        return loss, scale * guided_loss(attention, batch.guide, tokens=batch.n_tokens)
 
     def output_loss(self, states: torch.Tensor, batch: Batch, label_smoothing: float, scale: float,
                     chunk_rows: int, grad_scale: float) -> torch.Tensor:
