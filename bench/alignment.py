@@ -123,7 +123,7 @@ def score_directions(links: dict[str, dict[str, list[set]]], sets: dict) -> list
 def write_guide(out: Path = DATA, method: str = "grow-diag-final-and") -> None:
     """eflomal's links for the training pairs, on the words the models see (their text split at
     spaces), symmetrised: ``train.en-fr.links`` and its transpose ``train.fr-en.links``, line-
-    aligned with ``train.{en,fr}``, for ``train.guided_alignment``."""
+    aligned with ``train.{en,fr}``, for ``data.train_links`` (recipes/alignment-*-guided.yaml)."""
     from regard.alignment.links import format_pharaoh, parse_pharaoh, transpose
     from regard.alignment.symmetrize import symmetrize
     from regard.data.text import iter_parallel

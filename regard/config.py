@@ -94,6 +94,9 @@ class DataConfig:
     # folder of the binarised training data (regard data prepare; regard train makes it when missing
     # or stale); empty = <train.out_dir>/data
     prepared: str = ""
+    # word links of the training pairs (Pharaoh "i-j" lines, line-aligned with the training files, over
+    # their whitespace-separated words), for train.guided_alignment_weight; empty = none
+    train_links: str = ""
 
 
 @dataclass
@@ -185,6 +188,8 @@ class TrainConfig:
     keep_best_by: Literal["bleu", "loss"] = "bleu"
     skip_nonfinite: int = 0  # steps with a NaN/inf loss or gradient that may be skipped; 0 = stop at the first
     keep_checkpoints: int = 0  # also keep the model of the last N evaluations in checkpoints/ (regard average)
+    # guided alignment (Chen et al. 2016): λ of the loss pulling the attention shown toward data.train_links; 0 = off
+    guided_alignment_weight: float = ranged(0.0, 0)
 
 
 @dataclass
@@ -247,7 +252,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     if not isinstance(raw, (dict, type(None))):
         raise RegardError(f"{path}: the top level must be a mapping of sections, got {shown(raw)}")
     cfg = config_from_dict(apply_overrides(raw or {}, list(overrides)), source=str(path))
-    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "prepared"):
+    for name in ("train_src", "train_tgt", "valid_src", "valid_tgt", "prepared", "train_links"):
         value = getattr(cfg.data, name)
         if value and not Path(value).is_absolute():
             setattr(cfg.data, name, str((path.parent / value).resolve()))
@@ -360,6 +365,19 @@ def validate(cfg: Config, source: str = "config") -> None:
         raise RegardError(
             f"{source}: 'model.tied_embeddings' needs model.embedding_size == model.decoder_hidden "
             f"({m.embedding_size} != {m.decoder_hidden})")
+    check_guided(cfg, source)
+
+
+def check_guided(cfg: Config, source: str = "config") -> None:
+    """Guided alignment needs links of the training pairs and a model with attention."""
+    weight = cfg.train.guided_alignment_weight
+    if weight and not cfg.data.train_links:
+        raise RegardError(f"{source}: 'train.guided_alignment_weight' is {weight} but 'data.train_links' is not set: "
+                          "guided alignment needs word links of the training pairs (python -m bench.alignment guide "
+                          "makes them with eflomal)")
+    if weight and cfg.model.attention_kind == "none":
+        raise RegardError(f"{source}: 'train.guided_alignment_weight' needs attention to guide "
+                          "('model.attention' is none)")
 
 
 def check_transformer(m: ModelConfig, source: str = "config") -> None:

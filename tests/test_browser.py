@@ -156,3 +156,29 @@ def test_type_translate_hover_and_see_the_alignment(server, browser):
     assert problems == []
     assert outside == []  # everything came from Regard itself
     assert (SHOTS / "desktop.png").stat().st_size > 10_000
+
+
+def test_the_links_toggle_outlines_exactly_the_argmax_cells(server, browser):
+    base, _ = server
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(base + "/")
+    page.wait_for_selector("body.ready")
+    page.fill("#text", DEMO_SENTENCE)
+    page.press("#text", "Enter")
+    att = page.locator('.panel[data-model="att"]')
+    att.locator("table.heatmap").wait_for()
+    beam = int(page.locator("#beam").input_value())
+    hyp = httpx.post(f"{base}/api/translate", json={"text": DEMO_SENTENCE, "beam": beam},
+                     timeout=60).json()["results"][0]["hypotheses"][0]
+    outlined = lambda: sorted(att.locator("td.link").evaluate_all(  # noqa: E731
+        "cells => cells.map(c => [Number(c.dataset.i), Number(c.dataset.j)])"))
+    assert outlined() == []
+    page.click("#links")
+    assert page.locator("#links").get_attribute("aria-pressed") == "true"
+    assert outlined() == [[i, argmax(row)] for i, row in enumerate(hyp["word_attention"])]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    att.screenshot(path=str(SHOTS / "links.png"))
+    page.click('.toggle button[data-view="subword"]')  # the subword heat map's own argmax cells
+    assert outlined() == [[i, argmax(row)] for i, row in enumerate(hyp["attention"])]
+    page.click("#links")
+    assert outlined() == []

@@ -33,12 +33,15 @@ class Batch:
     src_lengths: (B,) true source lengths
     tgt_in: (B, T) ``<s> y_1 … y_n`` decoder inputs
     tgt_out: (B, T) ``y_1 … y_n </s>`` decoder targets, PAD beyond
+    guide: (B, T, S) float32 guided-alignment targets of the attention (:mod:`regard.data.guides`),
+        or None (not guided)
     """
 
     src: torch.Tensor
     src_lengths: torch.Tensor
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
+    guide: torch.Tensor | None = None
 
     @classmethod
     def from_numpy(cls, src: np.ndarray, src_lengths: np.ndarray, tgt_in: np.ndarray, tgt_out: np.ndarray) -> Batch:
@@ -55,7 +58,8 @@ class Batch:
         if self.src.device == device:
             return self
         move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out))
+        guide = move(self.guide) if self.guide is not None else None
+        return Batch(move(self.src), self.src_lengths, move(self.tgt_in), move(self.tgt_out), guide)
 
 
 def pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,9 +11,10 @@ and a rerun carries on from the last complete stage:
 2. Cleaning: the training files are read a chunk at a time; worker processes decode and
    normalise the lines, apply the rules of :mod:`regard.data.cleaning` and digest the pairs
    that pass; this process spools those to ``cleaned.txt``, one ``source<TAB>target`` line
-   each, and their 8-byte digests to ``cleaned.hashes``. The digests then mark the duplicates
-   (``cleaned.keep.npy``, a byte a line), and ``cleaned.json`` records the report: the stage
-   is complete.
+   each (``source<TAB>target<TAB>links`` with ``data.train_links``: a pair's word links,
+   checked against its words, go where it goes), and their 8-byte digests to
+   ``cleaned.hashes``. The digests then mark the duplicates (``cleaned.keep.npy``, a byte a
+   line), and ``cleaned.json`` records the report: the stage is complete.
 3. Tokenizers: trained on at most ``tokenizer.max_training_sentences`` kept pairs, evenly
    spaced through the spool (all of them when there are fewer), or given (a resumed run's).
 4. Encoding: worker processes encode chunks of the spool; pairs with 0 or more than
@@ -81,18 +82,21 @@ def sha256(data: bytes) -> str:
 # ---------------------------------------------------------------- where pairs come from
 
 class FileSource:
-    """Training pairs from two line-aligned files (.gz accepted), cleaned as the config says."""
+    """Training pairs from two line-aligned files (.gz accepted), cleaned as the config says, and
+    optionally their word links (a Pharaoh file line-aligned with them, ``data.train_links``),
+    which follow their pairs through cleaning into the shards."""
 
     cleaned = True
 
-    def __init__(self, src: str | Path, tgt: str | Path):
+    def __init__(self, src: str | Path, tgt: str | Path, links: str | Path | None = None):
         self.paths = (Path(src), Path(tgt))
+        self.links = Path(links) if links else None
         self.name = str(self.paths[0])
 
     @classmethod
     def from_config(cls, cfg: Config) -> FileSource:
         files = data_files(cfg.data)
-        return cls(files.train_src, files.train_tgt)
+        return cls(files.train_src, files.train_tgt, files.train_links or None)
 
     @staticmethod
     def _stat(path: Path) -> dict[str, Any]:
@@ -101,37 +105,50 @@ class FileSource:
         st = path.stat()
         return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
+    def _identity(self, path: Path) -> dict[str, Any]:
+        return {**self._stat(path), "blake2b": file_digest(path)}
+
     def identity(self) -> dict[str, Any]:
-        """What the prepared data was made from: each file's path, size, time and digest."""
-        return {"files": [{**self._stat(p), "blake2b": file_digest(p)} for p in self.paths]}
+        """What the prepared data was made from: each file's path, size, time and digest (the
+        links file's under ``links``, when there is one)."""
+        found = {"files": [self._identity(p) for p in self.paths]}
+        return {**found, "links": self._identity(self.links)} if self.links else found
 
     def changed(self, recorded: dict[str, Any]) -> str | None:
-        """How the files differ from ``recorded`` (None: they do not). The digest is computed
-        again only when a file's size is the same but its path or time is not."""
+        """How the files differ from ``recorded`` (None: they do not)."""
         files = recorded.get("files")
         if not files or len(files) != 2:
             return "it was prepared from other training data"
-        for path, then in zip(self.paths, files):
-            now = self._stat(path)
-            if now["bytes"] != then["bytes"]:
-                return f"{path} has changed ({then['bytes']} bytes then, {now['bytes']} now)"
-            if (now["path"], now["mtime_ns"]) != (then["path"], then["mtime_ns"]) \
-                    and file_digest(path) != then["blake2b"]:
-                return f"{path} has changed (same size, other content)"
+        if bool(self.links) != ("links" in recorded):
+            return f"it was prepared {'without' if self.links else 'with'} word links (data.train_links)"
+        named = list(zip(self.paths, files)) + ([(self.links, recorded["links"])] if self.links else [])
+        return next((reason for path, then in named if (reason := self._file_changed(path, then))), None)
+
+    def _file_changed(self, path: Path, then: dict[str, Any]) -> str | None:
+        """How ``path`` differs from its record ``then``. The digest is computed again only when
+        the file's size is the same but its path or time is not."""
+        now = self._stat(path)
+        if now["bytes"] != then["bytes"]:
+            return f"{path} has changed ({then['bytes']} bytes then, {now['bytes']} now)"
+        if (now["path"], now["mtime_ns"]) != (then["path"], then["mtime_ns"]) and file_digest(path) != then["blake2b"]:
+            return f"{path} has changed (same size, other content)"
         return None
 
     def refreshed(self, recorded: dict[str, Any]) -> dict[str, Any]:
         """``recorded`` (unchanged, see :meth:`changed`) with the files' present paths and times, so
         that a file merely touched or moved is digested once, not at every start."""
-        return {"files": [{**then, **self._stat(path)} for path, then in zip(self.paths, recorded["files"])]}
+        found = {"files": [{**then, **self._stat(path)} for path, then in zip(self.paths, recorded["files"])]}
+        return {**found, "links": {**recorded["links"], **self._stat(self.links)}} if self.links else found
 
     def _raw_chunks(self) -> Iterator[RawChunk]:
         src_path, tgt_path = self.paths
-        for path in self.paths:
+        for path in self.paths + ((self.links,) if self.links else ()):
             self._stat(path)
         with ExitStack() as files:
             src, tgt = (raw_lines(files.enter_context(open_binary(p)), str(p)) for p in self.paths)
-            chunk = RawChunk(1, [], [])
+            links = raw_lines(files.enter_context(open_binary(self.links)), str(self.links)) if self.links else None
+            new_chunk = lambda first: RawChunk(first, [], [], [] if links else None)  # noqa: E731
+            chunk, number = new_chunk(1), 0
             for number, (s, t) in enumerate(zip_longest(src, tgt), start=1):
                 if s is None or t is None:
                     longer, shorter = (tgt_path, src_path) if s is None else (src_path, tgt_path)
@@ -139,16 +156,30 @@ class FileSource:
                                       f"{number - 1} lines: source and target files must be line-aligned")
                 chunk.src.append(s[1])
                 chunk.tgt.append(t[1])
+                if links is not None:
+                    chunk.links.append(self._links_line(links, number))
                 if len(chunk.src) == CHUNK:
                     yield chunk
-                    chunk = RawChunk(number + 1, [], [])
+                    chunk = new_chunk(number + 1)
+            if links is not None and next(links, None) is not None:
+                raise RegardError(f"{self.links}:{number + 1}: more lines than the {number} training pairs of "
+                                  f"{src_path}: the links file must be line-aligned with the training files")
             if chunk.src:
                 yield chunk
+
+    def _links_line(self, links: Iterator[tuple[int, bytes]], number: int) -> bytes:
+        """The links file's line ``number``; an error when the file ends before it."""
+        line = next(links, None)
+        if line is None:
+            raise RegardError(f"{self.links}:{number}: no line for training pair {number}: the links file has only "
+                              f"{number - 1} lines, and must be line-aligned with {self.paths[0]}")
+        return line[1]
 
     def checked_chunks(self, cfg: Config, processes: int | None) -> Iterator[CheckedChunk]:
         """The pairs that pass the cleaning rules, a chunk at a time, checked on ``processes`` workers."""
         d = cfg.data
-        clean = CleanLines(str(self.paths[0]), str(self.paths[1]), d.max_words, d.max_ratio, d.dedupe)
+        clean = CleanLines(str(self.paths[0]), str(self.paths[1]), d.max_words, d.max_ratio, d.dedupe,
+                           str(self.links or ""))
         return ordered_map(clean, self._raw_chunks(), processes)
 
 
@@ -157,6 +188,7 @@ class MemorySource:
 
     cleaned = False
     name = "the training pairs given in memory"
+    links = None  # pairs given in memory carry no word links
 
     def __init__(self, pairs: Pairs):
         self.pairs = pairs
@@ -235,7 +267,10 @@ def clean_to_spool(folder: Path, source: Source, cfg: Config, processes: int | N
     with atomic_file(folder / SPOOL) as spool, atomic_file(folder / HASHES, "wb", encoding=None) as hashes:
         for chunk in source.checked_chunks(cfg, processes):
             add_counts(report, chunk)
-            spool.write("".join(f"{s}\t{t}\n" for s, t in chunk.pairs))
+            if chunk.links is None:
+                spool.write("".join(f"{s}\t{t}\n" for s, t in chunk.pairs))
+            else:  # a third field: the pair's links
+                spool.write("".join(f"{s}\t{t}\t{links}\n" for (s, t), links in zip(chunk.pairs, chunk.links)))
             hashes.write(chunk.hashes.tobytes())
             lines += len(chunk.pairs)
     keep = duplicates_marked(folder / HASHES, lines) if source.cleaned and cfg.data.dedupe \
@@ -283,7 +318,7 @@ def spool_sample(folder: Path, keep: np.ndarray, n: int) -> Pairs:
             break
         if keep[index]:
             if rank == target:
-                src, tgt = line.split("\t")
+                src, tgt = line.split("\t")[:2]
                 sample.append((src, tgt))
                 target = next(wanted, None)
             rank += 1
@@ -322,8 +357,9 @@ class ShardWriter:
             return
         join = lambda name: np.concatenate([getattr(p, name) for p in self.parts])  # noqa: E731
         end = int(self.parts[-1].lines[-1]) + 1
+        links = (join("links"), join("link_len")) if self.parts[0].links is not None else None
         record = write_shard(self.folder, self.number, (join("src_ids"), join("src_len")),
-                             (join("tgt_ids"), join("tgt_len")), (self.first_line, end), self.dtypes)
+                             (join("tgt_ids"), join("tgt_len")), (self.first_line, end), self.dtypes, links)
         self.records.append(record)
         self.number, self.first_line, self.parts, self.tokens = self.number + 1, end, [], 0
 
@@ -335,6 +371,10 @@ def split(chunk: EncodedChunk, n: int) -> tuple[EncodedChunk, EncodedChunk]:
                         chunk.lines[:n])
     rest = EncodedChunk(chunk.src_ids[src_at:], chunk.src_len[n:], chunk.tgt_ids[tgt_at:], chunk.tgt_len[n:],
                         chunk.lines[n:])
+    if chunk.links is not None:
+        links_at = int(chunk.link_len[:n].sum())
+        head.links, head.link_len = chunk.links[:links_at], chunk.link_len[:n]
+        rest.links, rest.link_len = chunk.links[links_at:], chunk.link_len[n:]
     return head, rest
 
 
@@ -365,15 +405,17 @@ def complete_shards(folder: Path) -> list[dict[str, Any]]:
 
 
 def encode_to_shards(folder: Path, toks: Tokenizers, cfg: Config, processes: int | None,
-                     shard_tokens: int, resume: bool) -> list[dict[str, Any]]:
-    """Stage 4: encode the kept spool lines into shards (after those already complete)."""
+                     shard_tokens: int, resume: bool, links: bool = False) -> list[dict[str, Any]]:
+    """Stage 4: encode the kept spool lines into shards (after those already complete);
+    ``links``: the spool lines carry the pairs' links, which the shards then hold too."""
     records = complete_shards(folder) if resume else []
     keep = np.load(folder / KEEP)
     start = records[-1]["lines"][1] if records else 0
     dtypes = (ids_dtype(max(len(t) for t in toks)), length_dtype(cfg.data.max_len))
     writer = ShardWriter(folder, len(records), start, shard_tokens, dtypes)
     many = processes is None or processes > 1
-    encode = EncodeLines(toks[0].proto, toks[1].proto, cfg.data.max_len, dtypes[0].name, threads=1 if many else -1)
+    encode = EncodeLines(toks[0].proto, toks[1].proto, cfg.data.max_len, dtypes[0].name, threads=1 if many else -1,
+                         links=links)
     for chunk in ordered_map(encode, spool_chunks(folder, keep, start), processes):
         writer.add(chunk)
     writer.flush()
@@ -423,7 +465,7 @@ def prepare(cfg: Config, source: Source, tokenizers: Tokenizers | None = None,
     if cleaned["report"] is not None:
         log(format_report(cleaned["report"], source.name))
     toks = stage_tokenizers(folder, cfg, tokenizers, train_tokenizers, resume, log)
-    records = encode_to_shards(folder, toks, cfg, processes, shard_tokens, resume)
+    records = encode_to_shards(folder, toks, cfg, processes, shard_tokens, resume, source.links is not None)
     pairs = sum(r["pairs"] for r in records)
     if not pairs:
         raise RegardError("no training pairs left after length filtering (data.max_len)")

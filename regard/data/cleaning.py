@@ -61,27 +61,34 @@ class CheckedChunk:
     """A chunk of pairs after the rules: the survivors, their digests and what was dropped.
 
     hashes: (len(pairs),) uint64 digests of ``pairs`` (empty when not deduplicating)
+    links: the word links of each of ``pairs`` (Pharaoh text), or None when the pairs have none
     """
 
     pairs: list[Pair]
     hashes: np.ndarray
     read: int
     dropped: dict[str, int] = field(default_factory=dict)
+    links: list[str] | None = None
 
 
-def check_chunk(pairs: list[Pair], max_words: int, max_ratio: float, dedupe: bool) -> CheckedChunk:
-    """Apply the rules to a chunk of pairs (duplicates are found afterwards, in order)."""
+def check_chunk(pairs: list[Pair], max_words: int, max_ratio: float, dedupe: bool,
+                links: list[str] | None = None) -> CheckedChunk:
+    """Apply the rules to a chunk of pairs (duplicates are found afterwards, in order); the
+    ``links`` of each pair (if any) stay with the pairs kept."""
     kept: list[Pair] = []
+    kept_links: list[str] | None = None if links is None else []
     dropped: dict[str, int] = {}
-    for src, tgt in pairs:
+    for k, (src, tgt) in enumerate(pairs):
         reason = drop_reason(src, tgt, max_words, max_ratio)
         if reason:
             dropped[reason] = dropped.get(reason, 0) + 1
         else:
             kept.append((src, tgt))
+            if kept_links is not None:
+                kept_links.append(links[k])
     hashes = np.fromiter((pair_digest(s, t) for s, t in kept), dtype=np.uint64, count=len(kept)) if dedupe \
         else np.empty(0, dtype=np.uint64)
-    return CheckedChunk(kept, hashes, len(pairs), dropped)
+    return CheckedChunk(kept, hashes, len(pairs), dropped, kept_links)
 
 
 def repeated_values(hashes: np.ndarray) -> np.ndarray:

@@ -27,12 +27,13 @@ Pairs = list[tuple[str, str]]
 
 @dataclass(frozen=True)
 class DataFiles:
-    """The four files training reads."""
+    """The four files training reads, and the word links of the training pairs ("": none)."""
 
     train_src: str
     train_tgt: str
     valid_src: str
     valid_tgt: str
+    train_links: str = ""
 
 
 def data_files(d: DataConfig) -> DataFiles:
@@ -49,7 +50,7 @@ def data_files(d: DataConfig) -> DataFiles:
     for key, value in paths.items():
         if not value:
             raise RegardError(f"config: 'data.{key}' is not set (nor 'data.corpus')")
-    return DataFiles(**paths)
+    return DataFiles(**paths, train_links=d.train_links)
 
 
 def load_pairs(cfg: Config, report: bool = True) -> tuple[Pairs, Pairs]:

@@ -9,6 +9,10 @@ SentencePiece models (``src.spm``, ``tgt.spm``) and, for each shard ``shard-NNNN
     (2, n) int64: where each pair's source and target ids start in those arrays
 ``.lengths.npy``
     (2, n): each pair's source and target lengths (the smallest unsigned type for ``max_len``)
+``.links.npy``, ``.link_offsets.npy`` (only when prepared with ``data.train_links``)
+    (K, 2): the (source word, target word) links of every pair, end to end (the lengths'
+    dtype: a pair that fits has at most ``max_len`` words a side); (n + 1,) int64: pair j's
+    links are rows ``link_offsets[j]`` to ``link_offsets[j + 1]``
 
 :class:`ShardedPairs` reads the lengths of every shard into memory (1 to 4 bytes a pair and
 side: all that batching needs) and maps the ids and offsets. Pages of a mapped file that the
@@ -35,6 +39,7 @@ from regard.files import atomic_file, write_json
 FORMAT = 1  # the version of this layout, recorded in every manifest
 MANIFEST = "manifest.json"
 ARRAYS = ("src", "tgt", "offsets", "lengths")
+LINK_ARRAYS = ("links", "link_offsets")
 _READ = 1 << 20
 
 
@@ -69,19 +74,24 @@ def starts_of(lengths: np.ndarray) -> np.ndarray:
 
 
 def write_shard(folder: Path, number: int, src: tuple[np.ndarray, np.ndarray], tgt: tuple[np.ndarray, np.ndarray],
-                lines: tuple[int, int], dtypes: tuple[np.dtype, np.dtype]) -> dict[str, Any]:
+                lines: tuple[int, int], dtypes: tuple[np.dtype, np.dtype],
+                links: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Write one shard (each array atomically), then its record ``shard-NNNNN.json`` (sizes and
     digests of its files), and return the record.
 
     src, tgt: ``(ids, lengths)``, the (T,) ids end to end and the (n,) lengths of one side
     lines: the cleaned lines ``[first, end)`` the shard's pairs come from
     dtypes: the dtypes of ids and of lengths
+    links: ``(links, counts)``, the (K, 2) word links end to end and the (n,) count of each pair's, or None
     """
     name = shard_name(number)
     (src_ids, src_len), (tgt_ids, tgt_len) = src, tgt
     arrays = {"src": src_ids.astype(dtypes[0], copy=False), "tgt": tgt_ids.astype(dtypes[0], copy=False),
               "offsets": np.stack([starts_of(src_len), starts_of(tgt_len)]),
               "lengths": np.stack([src_len, tgt_len]).astype(dtypes[1])}
+    if links is not None:
+        arrays["links"] = links[0].astype(dtypes[1])
+        arrays["link_offsets"] = np.concatenate([[0], np.cumsum(links[1], dtype=np.int64)])
     files = {}
     for kind, array in arrays.items():
         path = folder / f"{name}.{kind}.npy"
@@ -146,23 +156,31 @@ class ShardedPairs:
 
     def __init__(self, folder: Path, shards: Iterable[dict[str, Any]]):
         self.folder, self.maps, lengths, counts = folder, [], [], [0]
+        linked = []
         for record in shards:
             name = record["name"]
-            maps = {kind: _Mapped.open(folder / f"{name}.{kind}.npy") for kind in ARRAYS}
+            linked.append(f"{name}.links.npy" in record["files"])
+            kinds = ARRAYS + (LINK_ARRAYS if linked[-1] else ())
+            maps = {kind: _Mapped.open(folder / f"{name}.{kind}.npy") for kind in kinds}
             lengths.append(np.array(maps.pop("lengths").array))  # a copy in memory; the map is closed
             self.maps.append(maps)
             counts.append(record["pairs"])
         self.starts = np.cumsum(counts)  # (shards + 1,) the first pair of each shard
         both = np.concatenate(lengths, axis=1) if lengths else np.zeros((2, 0), dtype=np.uint8)
         self.src_len, self.tgt_len = both[0], both[1]
+        self.has_links = bool(linked) and all(linked)  # every pair has its word links (data.train_links)
 
     def __len__(self) -> int:
         return len(self.src_len)
 
+    def _locate(self, i: int) -> tuple[int, dict[str, _Mapped]]:
+        """Pair ``i``'s place in its shard, and the shard's mapped arrays."""
+        shard = int(np.searchsorted(self.starts, i, side="right")) - 1
+        return i - int(self.starts[shard]), self.maps[shard]
+
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The source and target ids of pair ``i`` (views of the mapped files)."""
-        shard = int(np.searchsorted(self.starts, i, side="right")) - 1
-        j, maps = i - int(self.starts[shard]), self.maps[shard]
+        j, maps = self._locate(i)
         (src_at, tgt_at), src_n, tgt_n = maps["offsets"].array[:, j], self.src_len[i], self.tgt_len[i]
         return maps["src"].array[src_at:src_at + src_n], maps["tgt"].array[tgt_at:tgt_at + tgt_n]
 
@@ -184,6 +202,17 @@ class ShardedPairs:
             tgt_out[row, len(t)] = EOS
         self.release()
         return src, src_len, tgt_in, tgt_out
+
+    def links(self, idx: np.ndarray) -> list[np.ndarray]:
+        """The (k, 2) int64 (source word, target word) links of each of pairs ``idx`` (B,)
+        (copies; the pages read are then released)."""
+        found = []
+        for i in idx.tolist():
+            j, maps = self._locate(i)
+            start, end = maps["link_offsets"].array[j:j + 2]
+            found.append(maps["links"].array[start:end].astype(np.int64))
+        self.release()
+        return found
 
     def release(self) -> None:
         for maps in self.maps:

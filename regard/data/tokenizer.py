@@ -11,6 +11,7 @@ import io
 from pathlib import Path
 from typing import Iterable
 
+import numpy as np
 import sentencepiece as spm
 
 from regard.data.text import normalize
@@ -18,6 +19,11 @@ from regard.errors import RegardError
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 WORD_START = "\u2581"
+
+
+def opens_word(piece: str) -> bool:
+    """Whether a piece starts a new word (the first piece of a sentence always does)."""
+    return piece.startswith(WORD_START)
 
 
 class Tokenizer:
@@ -103,13 +109,17 @@ class Tokenizer:
         texts: list[list[str]] = []  # pieces of each word
         word_of_piece: list[int] = []
         for i, piece in zip(ids, self.pieces(ids)):
-            if not groups or piece.startswith(WORD_START):
+            if not groups or opens_word(piece):
                 groups.append([])
                 texts.append([])
             groups[-1].append(i)
             texts[-1].append(piece)
             word_of_piece.append(len(groups) - 1)
         return [self._word(g, t) for g, t in zip(groups, texts)], word_of_piece
+
+    def word_starts(self) -> np.ndarray:
+        """(V,) bool: the pieces that open a word, as :meth:`words` groups them."""
+        return np.array([opens_word(self.sp.id_to_piece(i)) for i in range(len(self))], dtype=bool)
 
     def _word(self, ids: list[int], pieces: list[str]) -> str:
         """One word's text. Ordinary pieces decode by joining them, as SentencePiece does

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from regard.alignment.guide import guided_loss
 from regard.data.batching import Batch
 from regard.data.tokenizer import PAD
 from regard.model.loss import OutputLayerLoss
@@ -100,6 +101,21 @@ class EncoderDecoder(nn.Module):
         ``grad_scale``: see :class:`~regard.model.loss.OutputLayerLoss`.
         """
         states, _ = self.features(batch, "none")
+        return self.output_loss(states, batch, label_smoothing, scale, chunk_rows, grad_scale)
+
+    def guided_training_loss(self, batch: Batch, label_smoothing: float = 0.0, scale: float = 1.0,
+                             chunk_rows: int = 512, grad_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`training_loss` and ``scale`` × :func:`~regard.alignment.guide.guided_loss` per real
+        target token of the attention shown (for a Transformer, :attr:`attention_layer`'s heads
+        averaged: the attention that plots, the explorer and ``regard align`` read) against
+        ``batch.guide`` (B, T, S), from one teacher-forced pass. Backward through their weighted sum."""
+        states, attention = self.features(batch, "layer")
+        loss = self.output_loss(states, batch, label_smoothing, scale, chunk_rows, grad_scale)
+        return loss, scale * guided_loss(attention, batch.guide, tokens=batch.n_tokens)
+
+    def output_loss(self, states: torch.Tensor, batch: Batch, label_smoothing: float, scale: float,
+                    chunk_rows: int, grad_scale: float) -> torch.Tensor:
+        """The output layer and the loss of :meth:`training_loss` on the states (B, T, D)."""
         targets = batch.tgt_out.flatten()
         real = targets != PAD
         rows = states.flatten(0, 1)[real]  # (N, D), N real target tokens

@@ -15,6 +15,12 @@ from regard.errors import RegardError
 from regard.files import write_text
 
 COLUMNS = ["step", "epoch", "lr", "train_loss", "tok_s", "valid_loss", "valid_bleu", "elapsed_s"]
+GUIDED = "train_guided"  # the guided-alignment loss (train.guided_alignment_weight), after train_loss
+
+
+def columns(guided: bool = False) -> list[str]:
+    """The columns of ``log.csv``: :data:`COLUMNS`, with :data:`GUIDED` when training is guided."""
+    return COLUMNS[:4] + [GUIDED] + COLUMNS[4:] if guided else COLUMNS
 
 
 def read_rows(path: Path, up_to_step: int) -> list[dict[str, str]]:
@@ -36,10 +42,10 @@ def _step(row: dict[str, str]) -> int | None:
 class ScalarLog:
     """One row of scalars per evaluation, in ``out/log.csv`` (or, for ``tensorboard``, as event
     files in ``out/tensorboard/``). ``start_step``: the step training starts from; rows (events)
-    logged after it by an earlier attempt are dropped."""
+    logged after it by an earlier attempt are dropped. ``guided``: log the guided-alignment loss too."""
 
-    def __init__(self, out: Path, kind: str = "csv", start_step: int = 0):
-        self.kind = kind
+    def __init__(self, out: Path, kind: str = "csv", start_step: int = 0, guided: bool = False):
+        self.kind, self.columns = kind, columns(guided)
         if kind == "tensorboard":
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -63,7 +69,7 @@ class ScalarLog:
 
     def _save(self) -> None:
         text = io.StringIO()
-        table = csv.DictWriter(text, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+        table = csv.DictWriter(text, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
         table.writeheader()
         table.writerows(self.rows)
         write_text(self.path, text.getvalue())

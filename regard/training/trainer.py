@@ -2,9 +2,11 @@
 
 Teacher forcing on token-budget batches, Adam, gradient clipping, a learning-rate
 schedule, validation loss and BLEU every ``eval_every`` steps, ``best/`` and ``last/``
-checkpoints, early stopping, and exact resumption, on any device, in one process or
-several (:mod:`regard.training.distributed`: every rank runs this same loop on its share
-of each batch; rank 0 validates, saves and reports).
+checkpoints, early stopping, guided alignment (``train.guided_alignment_weight``: each
+batch's guide, :mod:`regard.data.guides`, from the links of its pairs), and exact
+resumption, on any device, in one process or several (:mod:`regard.training.distributed`:
+every rank runs this same loop on its share of each batch; rank 0 validates, saves and
+reports).
 
 A broken model is never saved: a step whose loss or gradient is NaN or infinite is not
 applied, and stops training with an error naming it (or is skipped and counted, up to
@@ -35,6 +37,7 @@ from regard.checkpoint import load_model_dir, nonfinite_tensor, save_model_dir, 
 from regard.config import Config, differing_keys, validate
 from regard.data.batching import Batch, Example, batch_indices, collate, plan_epoch
 from regard.data.binarise import FileSource, MemorySource, Prepared, ensure_prepared, open_prepared, prepared_dir
+from regard.data.guides import batch_guide
 from regard.data.prepare import Pairs, build_tokenizers, encode_pairs, spread, validation_pairs
 from regard.data.shards import ShardedPairs
 from regard.data.tokenizer import Tokenizer
@@ -72,6 +75,7 @@ class Progress:
     bad_evals: int = 0
     elapsed: float = 0.0
     train_loss: float | None = None  # moving average, logged and shown in the progress bar
+    guided_loss: float | None = None  # moving average of the guided-alignment loss (logged as train_guided)
     skipped: int = 0  # steps not applied for a NaN/inf loss or gradient (train.skip_nonfinite)
 
     @property
@@ -138,8 +142,12 @@ class LossOf(nn.Module):
         super().__init__()
         self.model, self.label_smoothing = model, label_smoothing
 
-    def forward(self, batch: Batch, scale: float, grad_scale: float) -> torch.Tensor:
-        return self.model.training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
+    def forward(self, batch: Batch, scale: float,
+                grad_scale: float) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The loss; for a batch with a guide, the loss and the guided-alignment loss."""
+        if batch.guide is None:
+            return self.model.training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
+        return self.model.guided_training_loss(batch, self.label_smoothing, scale, grad_scale=grad_scale)
 
 
 def wrap(model: EncoderDecoder, cfg: Config, ranks: dist.Ranks, device: torch.device) -> nn.Module:
@@ -178,6 +186,8 @@ class Run:
     pairs: ShardedPairs  # the training pairs, memory-mapped
     valid: Pairs
     valid_examples: list[Example]
+    word_starts: tuple[np.ndarray, np.ndarray] | None = None  # guided alignment: the subwords opening a word
+    guided: float | None = None  # this rank's part of the last step's guided-alignment loss (None: not guided)
 
     def check_finite(self, name: str) -> None:
         """Raise :class:`RegardError` if a weight holds NaN or inf (every rank has the same weights,
@@ -209,7 +219,8 @@ class Run:
             v_loss, v_bleu = evaluate(self.model, self.cfg, *self.toks, self.valid, self.valid_examples, self.device)
             log.write(step=p.step, epoch=p.epoch, **scalars, valid_loss=v_loss, valid_bleu=v_bleu,
                       elapsed_s=p.elapsed)
-            report.write(f"step {p.step}: valid loss {v_loss:.3f}, BLEU {v_bleu:.2f}")
+            guided = f", guided alignment loss {scalars['train_guided']:.3f}" if "train_guided" in scalars else ""
+            report.write(f"step {p.step}: valid loss {v_loss:.3f}, BLEU {v_bleu:.2f}{guided}")
             score = v_bleu if t.keep_best_by == "bleu" else v_loss
             if is_better(score, p.best_score, t.keep_best_by):
                 p.best_score, p.bad_evals = score, 0
@@ -365,7 +376,19 @@ def prepare(cfg: Config, ranks: dist.Ranks, device: torch.device, resume: bool,
         progress = Progress(**{k: v for k, v in state.items() if k in Progress.__dataclass_fields__})
     valid_examples = encode_pairs(valid_pairs, src_tok, tgt_tok, 10**9) if ranks.is_main else []
     return Run(cfg, out, ranks, device, autocast, model, wrap(model, cfg, ranks, device), optimizer, scaler,
-               progress, (src_tok, tgt_tok), prepared.pairs, valid_pairs, valid_examples)
+               progress, (src_tok, tgt_tok), prepared.pairs, valid_pairs, valid_examples,
+               guide_tables(cfg, prepared))
+
+
+def guide_tables(cfg: Config, prepared: Prepared) -> tuple[np.ndarray, np.ndarray] | None:
+    """For guided alignment (``train.guided_alignment_weight`` > 0), the pieces of each tokenizer
+    that open a word (:func:`regard.data.guides.batch_guide`); None when not guided."""
+    if not cfg.train.guided_alignment_weight:
+        return None
+    if not prepared.pairs.has_links:
+        raise RegardError(f"the prepared training data in {prepared.folder} holds no word links: prepare it "
+                          f"again with data.train_links set (regard data prepare)")
+    return prepared.tokenizers[0].word_starts(), prepared.tokenizers[1].word_starts()
 
 
 def training_data(cfg: Config, ranks: dist.Ranks, data: tuple[Pairs, Pairs] | None, fixed: Tokenizers | None,
@@ -373,6 +396,9 @@ def training_data(cfg: Config, ranks: dist.Ranks, data: tuple[Pairs, Pairs] | No
     """The prepared training data: made (or found up to date) by rank 0, then opened by every
     rank. ``fixed``: the tokenizers of a resumed run, which the data must be encoded with."""
     prepared = None
+    if data and cfg.data.train_links:
+        raise RegardError("config: 'data.train_links' gives the links of the training files, but the training "
+                          "pairs were given in memory")
     if ranks.is_main:
         source = MemorySource(data[0]) if data else FileSource.from_config(cfg)
         prepared = ensure_prepared(cfg, source, fixed, tokenizers)
@@ -455,16 +481,24 @@ def count_nonfinite(run: Run, report: Reporter) -> None:
 def train_step(run: Run, idx: np.ndarray, step: int) -> tuple[float | None, int]:
     """One update on global batch ``idx``; returns this rank's part of the (smoothed) loss
     (None, on every rank, when a loss or the gradient was NaN or infinite and the update was
-    not applied) and the batch's target tokens."""
+    not applied) and the batch's target tokens. With guided alignment the update follows
+    that loss + ``train.guided_alignment_weight`` × the guided-alignment loss, whose part is
+    left in ``run.guided``."""
     share, weight, total = rank_share(idx, run.pairs, run.ranks)
-    batch = Batch.from_numpy(*run.pairs.padded(share)).to(run.device)
+    arrays = run.pairs.padded(share)
+    batch = Batch.from_numpy(*arrays)
+    if run.word_starts is not None:
+        batch.guide = torch.from_numpy(batch_guide(arrays[0], arrays[3], run.pairs.links(share), run.word_starts))
+    batch = batch.to(run.device)
     torch.manual_seed(run.cfg.train.seed * 1_000_003 + step * 64 + run.ranks.rank)  # dropout, any world size
     for group in run.optimizer.param_groups:
         group["lr"] = lr_at(step, run.cfg)
     run.optimizer.zero_grad(set_to_none=True)
     grad_scale = run.scaler.get_scale() if run.scaler else 1.0
     with run.autocast():
-        loss = poisoned(run.net(batch, weight, grad_scale))
+        out = run.net(batch, weight, grad_scale)
+        part, guided = (out, None) if batch.guide is None else out  # the translation loss, the guided one
+        loss = poisoned(part if guided is None else part + run.cfg.train.guided_alignment_weight * guided)
     (run.scaler.scale(loss) if run.scaler else loss).backward()
     if run.scaler:
         run.scaler.unscale_(run.optimizer)
@@ -479,7 +513,22 @@ def train_step(run: Run, idx: np.ndarray, step: int) -> tuple[float | None, int]
         run.scaler.update()
     else:
         run.optimizer.step()
-    return loss.detach().item() / run.ranks.world, total
+    if guided is not None:
+        run.guided = guided.detach().item() / run.ranks.world
+    return part.detach().item() / run.ranks.world, total
+
+
+def moving_average(average: float | None, value: float) -> float:
+    """The training loss's moving average after a step whose loss was ``value``."""
+    return value if average is None else 0.95 * average + 0.05 * value
+
+
+def train_scalars(run: Run, tok_s: float) -> dict[str, float]:
+    """What an evaluation logs of training: the learning rate, the loss (and the guided-alignment
+    loss, when guided), tokens per second."""
+    p = run.progress
+    guided = {} if run.word_starts is None else {"train_guided": math.nan if p.guided_loss is None else p.guided_loss}
+    return {"lr": lr_at(p.step, run.cfg), "train_loss": p.shown_loss, **guided, "tok_s": tok_s}
 
 
 def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
@@ -488,7 +537,8 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
     main = run.ranks.is_main
     if main:
         out.mkdir(parents=True, exist_ok=True)
-    log = ScalarLog(out, t.log, start_step=progress.step) if main else None
+    guided = run.word_starts is not None
+    log = ScalarLog(out, t.log, start_step=progress.step, guided=guided) if main else None
     report = Reporter(t.max_steps, progress.step, t.max_minutes, Reporter.choose(show_progress, t.log_every)
                       if main else "quiet", t.log_every)
     start, tokens, busy = time.time() - progress.elapsed, 0, 1e-9
@@ -501,18 +551,19 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
                 count_nonfinite(run, report)
             progress.elapsed = time.time() - start
             time_up = main and 0 < t.max_minutes * 60 <= progress.elapsed
-            agreed, stopping, time_up = dist.agree([loss or 0.0, float(stop[0]), float(time_up)], run.device)
+            agreed, stopping, time_up, *guided_part = dist.agree(
+                [loss or 0.0, float(stop[0]), float(time_up)] + ([run.guided or 0.0] if guided else []), run.device)
             tokens, busy = tokens + n_tokens, busy + time.perf_counter() - tic
-            avg = progress.train_loss
             if loss is not None:
-                progress.train_loss = agreed if avg is None else 0.95 * avg + 0.05 * agreed
+                progress.train_loss = moving_average(progress.train_loss, agreed)
+                if guided:
+                    progress.guided_loss = moving_average(progress.guided_loss, guided_part[0])
             report.update(progress.step, progress.shown_loss, tokens / busy, progress.epoch, progress.elapsed)
             if on_step is not None and main:
                 on_step(progress.step, n_tokens)
             done = progress.step >= t.max_steps or time_up > 0
             if done or progress.step % t.eval_every == 0:
-                done = run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.shown_loss,
-                                    tok_s=tokens / busy) or done
+                done = run.validate(log, report, **train_scalars(run, tokens / busy)) or done
                 tokens, busy = 0, 1e-9
             elif t.save_every and progress.step % t.save_every == 0:
                 run.save("last")
@@ -525,8 +576,7 @@ def loop(run: Run, show_progress: bool, on_step: OnStep | None = None) -> Path:
                 break
         else:  # every epoch used up (and the last step not just validated)
             if progress.step % t.eval_every:
-                run.validate(log, report, lr=lr_at(progress.step, cfg), train_loss=progress.shown_loss,
-                             tok_s=tokens / busy)
+                run.validate(log, report, **train_scalars(run, tokens / busy))
     report.close()
     if log is not None:
         log.close()

@@ -8,6 +8,7 @@ const state = {
   models: [],        // from /api/models
   limits: null,
   view: "word",      // "word" or "subword"
+  links: false,      // outline the links read off the attention (the argmax rule of regard align)
   panels: new Map(), // model name -> {response, selected, pinned}
   choices: new Map(), // Transformer model name -> {layer, head}: the cross-attention shown (head -1: their mean)
   request: 0,        // id of the latest translate request; older answers are dropped
@@ -102,8 +103,15 @@ function wordLine(units, side, lang) {
       units.map((unit, k) => el("span", { class: "unit", "data-side": side, "data-k": k, tabindex: 0 }, label(unit)))));
 }
 
+// The links of the argmax rule (regard.alignment.links): each target unit (row) to the source
+// unit it attends to most, as the column of each row (the first of equal weights, as there).
+function argmaxLinks(matrix) {
+  return matrix.map((row) => argmax(row));
+}
+
 function heatmap(view) {
   const { src, tgt, matrix } = view;
+  const links = state.links ? argmaxLinks(matrix) : [];
   const head = el("tr", {}, el("th", { class: "corner", scope: "col" },
     el("span", { class: "axis-fr" }, "FR ↓"), el("span", { class: "axis-en" }, "EN →")));
   src.forEach((unit, j) => head.append(
@@ -112,7 +120,7 @@ function heatmap(view) {
     el("th", { class: "unit tgt-label", scope: "row", "data-side": "tgt", "data-k": i }, label(unit)),
     matrix[i].map((w, j) => el("td", {
       "data-i": i, "data-j": j, title: `${unit} ← ${src[j]}: ${w.toFixed(3)}`,
-      class: w > 0.55 ? "dark" : "", style: `background:${blue(w)}`,
+      class: [w > 0.55 ? "dark" : "", links[i] === j ? "link" : ""].join(" ").trim(), style: `background:${blue(w)}`,
     }, el("span", { class: "value" }, w >= 0.1 ? fmt(w) : "")))));
   return el("div", { class: "heatmap-scroll" },
     el("table", { class: "heatmap" }, el("thead", {}, head), el("tbody", {}, body)));
@@ -144,7 +152,8 @@ function fitAll() {
 function legend() {
   return el("div", { class: "legend", "aria-hidden": "true" },
     el("span", {}, "0"), el("span", { class: "ramp" }), el("span", {}, "1"),
-    el("span", { class: "legend-text" }, "attention weight"));
+    el("span", { class: "legend-text" }, "attention weight"),
+    state.links ? el("span", { class: "legend-link" }, "link: the strongest weight of its row") : null);
 }
 
 function nbestList(name, result, selected) {
@@ -354,6 +363,12 @@ function fillSelect(select, max, value) {
   select.value = String(Math.min(Math.max(value, 1), max));
 }
 
+function toggleLinks() {
+  state.links = !state.links;
+  $("#links").setAttribute("aria-pressed", String(state.links));
+  render();
+}
+
 function setView(view) {
   state.view = view;
   document.querySelectorAll(".toggle button").forEach((b) => b.setAttribute("aria-pressed", String(b.dataset.view === view)));
@@ -384,6 +399,7 @@ async function init() {
   $("#nbest").addEventListener("change", () => { if ($("#text").value.trim()) translate(); });
   $("#ask").addEventListener("submit", (event) => { event.preventDefault(); translate(); });
   document.querySelectorAll(".toggle button").forEach((b) => b.addEventListener("click", () => setView(b.dataset.view)));
+  $("#links").addEventListener("click", toggleLinks);
   document.querySelectorAll("button.example").forEach((b) => b.addEventListener("click", () => {
     $("#text").value = b.textContent;
     translate();
