@@ -37,6 +37,7 @@ from regard.translator import Translator
 from tests.conftest import random_model, random_transformer, save_random
 
 TEXT = "the black cat ate the mouse"
+JSON = {"content-type": "application/json"}
 ROOMY = ServeSettings(max_work=10**7, max_call_work=10**7, max_response_mb=10**4)  # no budget in the way
 
 
@@ -145,7 +146,8 @@ def test_heads_count_every_layer_and_head_in_the_response_estimate(models):
         error = json_error(post(app, {"text": TEXT, "beam": 2, "nbest": 2, "heads": True}), 413)
         assert len(app.state.models["tr"].calls) == 1  # refused before any decoding
     assert f"could be {every / 1e6:,.1f} MB" in error and "max_response_mb" in error
-    assert f"{settings.max_response_mb:g} MB" in error and f"{every / (settings.max_response_mb * 1e6):.1f}× less" in error
+    assert f"{settings.max_response_mb:g} MB" in error
+    assert f"{every / (settings.max_response_mb * 1e6):.1f}× less" in error
 
 
 def test_work_over_the_limit_is_a_413_naming_the_limit_and_by_how_much(models):
@@ -235,6 +237,23 @@ def test_concurrent_short_requests_share_a_call_between_a_long_ones_calls():
     finally:
         batcher.close()
     assert fake.calls[:2] == [["long0"], ["s0", "s1", "s2"]]
+
+
+def test_a_long_job_past_half_its_deadline_gets_every_other_call_while_short_ones_keep_coming():
+    fake = Recorder()
+    batcher = Batcher({"m": fake}, wait_s=0, call_work=10)
+    try:
+        fake.gate.clear()
+        long = batcher.submit("m", [f"long{i}" for i in range(5)], 1, 1, work=[10] * 5,
+                              deadline=time.monotonic() + 2)
+        assert fake.entered.wait(30)
+        time.sleep(1.05)  # past half its deadline
+        shorts = [batcher.submit("m", [f"s{beam}"], beam, 1, work=[1]) for beam in (2, 3, 4)]  # no sharing
+        fake.gate.set()
+        assert len(long.result(30)) == 5 and all(s.result(30) for s in shorts)
+    finally:
+        batcher.close()
+    assert fake.calls == [["long0"], ["s2"], ["long1"], ["s3"], ["long2"], ["s4"], ["long3"], ["long4"]]
 
 
 def test_a_job_past_its_deadline_is_dropped_with_its_remaining_calls():
@@ -515,7 +534,7 @@ SURROGATES = [
 @pytest.mark.parametrize("content, message", SURROGATES, ids=[str(i) for i in range(len(SURROGATES))])
 def test_a_lone_surrogate_anywhere_is_a_422_that_says_where(models, content, message):
     with serving(models, ServeSettings()) as app:
-        response = call(app, "POST", "/api/translate", content=content, headers={"content-type": "application/json"})
+        response = call(app, "POST", "/api/translate", content=content, headers=JSON)
         assert message in json_error(response, 422)
 
 
@@ -537,7 +556,7 @@ BAD_BYTES = [
 def test_undecodable_or_odd_json_is_a_clear_4xx(models, content, status, message):
     settings = ServeSettings(max_texts=4)  # a body limit of about 50 KB
     with serving(models, settings) as app:
-        response = call(app, "POST", "/api/translate", content=content, headers={"content-type": "application/json"})
+        response = call(app, "POST", "/api/translate", content=content, headers=JSON)
         assert message in json_error(response, status)
 
 
@@ -555,11 +574,12 @@ def test_fuzzed_bodies_paths_and_headers_never_reach_the_last_resort(models, cap
                 body[at:at + rng.randint(0, 3)] = rng.choice(tokens)
             else:
                 body[at:at] = bytes([rng.randrange(256)])
-        calls.append(("POST", "/api/translate", {"content": bytes(body), "headers": {"content-type": "application/json"}}))
+        calls.append(("POST", "/api/translate", {"content": bytes(body), "headers": JSON}))
     for path in ("/static/%00", "/static/..%2f..%2fpyproject.toml", "/static/" + "a" * 5000, "/api/%ff", "/%2e%2e/",
                  "/docs?x=%ff", "/api/translate?text=%ud800"):
         calls.append(("GET", path, {}))
-    calls.append(("POST", "/api/translate", {"content": valid, "headers": {"content-type": b"application/json; charset=\xff"}}))
+    odd_type = {"content-type": b"application/json; x=\xff"}
+    calls.append(("POST", "/api/translate", {"content": valid, "headers": odd_type}))
     calls.append(("POST", "/api/translate", {"content": valid, "headers": {"content-type": "multipart/form-data"}}))
     with caplog.at_level(logging.ERROR), serving(models, ServeSettings()) as app:
         responses = asyncio.run(send_all(app, calls))

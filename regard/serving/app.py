@@ -132,6 +132,7 @@ async def translate_within(batcher: Batcher, plan: Plan, receive: Receive, deadl
     dropped (texts not yet computed never are) and the request answered 503."""
     work = asyncio.ensure_future(batcher.translate(plan.model, plan.texts, plan.beam, plan.nbest, plan.heads,
                                                    list(plan.work), list(plan.steps), deadline))
+    work.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved, even when left
     gone = asyncio.ensure_future(disconnected(receive))
     try:
         done, _ = await asyncio.wait({work, gone}, timeout=max(0.0, deadline - time.monotonic()),
@@ -176,12 +177,13 @@ def create_app(models: dict[str, Translator], settings: ServeSettings | None = N
     async def translate(req: TranslateRequest, request: Request) -> Response:
         """Translate one text or a list of texts, with tokens, scores and attention."""
         deadline = time.monotonic() + settings.deadline_s
-        plan = check_request(req, models, settings)
+        plan = await asyncio.to_thread(check_request, req, models, settings)  # tokenises: off the event loop
         try:
             found = await translate_within(batcher, plan, request.receive, deadline, settings.deadline_s)
         except QueueFull:
+            retry = {"retry-after": str(math.ceil(settings.deadline_s))}  # by then, all queued now is done or dropped
             raise ApiError(503, f"the server is busy: over {settings.max_queue} texts are waiting to be "
-                           "translated; try again later", {"retry-after": str(math.ceil(settings.deadline_s))}) from None
+                           "translated; try again later", retry) from None
         body = await asyncio.to_thread(render, plan, models[plan.model], found)
         return Response(body, media_type="application/json")
 

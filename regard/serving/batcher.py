@@ -1,8 +1,9 @@
 """Dynamic batching with bounded model calls: concurrent requests share calls, long ones are split.
 
 Requests wait in a queue for a few milliseconds; one worker thread then plans each model
-call: the job with the least work left leads, and its next texts (shortest output first),
-plus those of other jobs with the same (model, beam, nbest, heads), fill the call up to
+call: the job with the least work left leads (or, every other call, the oldest job once it
+is past half its deadline), and its next texts (shortest output first), plus those of other
+jobs with the same (model, beam, nbest, heads), fill the call up to
 ``call_work`` subword steps and ``max_texts`` texts; one text is never split. A call also
 costs ``step_work`` per decoding step of its longest text (:class:`CallSize`), which is
 what splitting adds to a request's work. A long request thus becomes several
@@ -146,6 +147,7 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._stop = False
         self._last_call = -math.inf  # time.monotonic() at the end of the last model call
+        self._urgent_turn = False  # whether the next call may go to an urgent job (every other one)
 
     async def translate(self, model: str, texts: list[str], beam: int, nbest: int, heads: bool = False,
                         work: list[int] | None = None, steps: list[int] | None = None,
@@ -234,11 +236,21 @@ class Batcher:
         for job in [j for j in self._jobs if j.future.cancelled() or now >= j.deadline]:
             self._finish(job, None if job.future.cancelled() else DeadlinePassed())
 
+    def _lead(self) -> Job:
+        """The job the next call is for: the one with the least work left, except that every other
+        call goes to the oldest job once it is past half its deadline (so that it can still make it)."""
+        self._urgent_turn = not self._urgent_turn
+        oldest = min(self._jobs, key=lambda j: j.seq)
+        if self._urgent_turn and time.monotonic() >= (oldest.arrived + oldest.deadline) / 2:
+            return oldest
+        return min(self._jobs, key=lambda j: (j.work_left, j.seq))
+
     def _plan(self) -> Call:
-        """The next call: the job with the least work left leads; same-key jobs fill the rest."""
-        lead = min(self._jobs, key=lambda j: (j.work_left, j.seq))
+        """The next call: its lead job's next texts, then other jobs' with the same key, least work left first."""
+        lead = self._lead()
         call, size = Call(lead.key, []), CallSize(self.step_work)
-        for job in sorted((j for j in self._jobs if j.key == lead.key), key=lambda j: (j.work_left, j.seq)):
+        for job in sorted((j for j in self._jobs if j.key == lead.key),
+                          key=lambda j: (j is not lead, j.work_left, j.seq)):
             if not job.todo or not (job.future.running() or job.future.set_running_or_notify_cancel()):
                 continue  # in a call already, or cancelled (dropped on the next look at the queue)
             taken = []

@@ -22,9 +22,9 @@ from regard.serving.errors import ApiError
 from regard.serving.settings import ServeSettings
 from regard.translator import Translator
 
-# A decoding step's cost beyond its rows, in row-steps: on 2 CPU cores, the Multi30k GRU's step
-# for one sentence costs about as much as 40 more rows in a batch (its weights are read once a step).
-STEP_WORK = 40
+# A decoding step's cost beyond its rows, in row-steps: on 2 busy CPU cores, a step of the Multi30k
+# models costs as much as 10 to 50 more rows in a batch (their weights are read once a step).
+STEP_WORK = 20
 FLOAT_BYTES = 24  # one attention weight in JSON with its comma: 17 digits, '.', an exponent such as 'e-05'
 PIECE_BYTES = 32  # one subword, quoted, in each list that shows it (tokens, words, text)
 ITEM_BYTES = 160  # the field names and scalars of one result or one hypothesis

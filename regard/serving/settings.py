@@ -31,15 +31,18 @@ class SettingError(ValueError):
 class ServeSettings:
     """Request limits, scheduling and connection guards, fixed when the app is created.
 
-    The work and response limits are checked before any decoding (:mod:`regard.serving.budget`);
-    their defaults keep one request under about a second of a 2-core CPU with the Multi30k models.
+    The work and response limits are checked before any decoding (:mod:`regard.serving.budget`).
+    At their defaults a request holds a 2-core CPU for about a second with the Multi30k models
+    (1-2 s when busy, outputs at their longest), a model call for under one, the demo model a
+    fifth of that.
     """
 
     max_chars: int = setting(1000, 1, "longest text accepted, in characters")
     max_texts: int = setting(64, 1, "most texts in one request")
     max_beam: int = setting(10, 1, "largest beam a request may ask for")
-    max_work: int = setting(6000, 1, "most model work one request may ask for, in subword steps: over its texts, "
-                            "the source subwords plus beam × the longest output the search allows, and a share per decoding step")
+    max_work: int = setting(4000, 1, "most model work one request may ask for, in subword steps: over its "
+                            "texts, the source subwords plus beam × the longest output the search allows, and a "
+                            "share per decoding step")
     max_response_mb: float = setting(8.0, 0.01, "largest response a request may ask for, in MB, as estimated "
                                      "before translating (the attention matrices make most of it)")
     deadline_s: float = setting(5.0, 0.01, "a request not answered within this many seconds gets a 503 and "
@@ -47,7 +50,7 @@ class ServeSettings:
     batch_wait_ms: float = setting(5.0, 0, "how long a batch waits for more concurrent requests, in "
                                    "milliseconds; 0 = no waiting")
     max_batch_texts: int = setting(256, 1, "a batch stops gathering requests at this many texts")
-    max_call_work: int = setting(2000, 1, "most work in one model call, in subword steps (decoding steps' "
+    max_call_work: int = setting(1500, 1, "most work in one model call, in subword steps (decoding steps' "
                                  "share left out): longer requests are split into calls of this size, served "
                                  "shortest-left first (one text is never split)")
     max_queue: int = setting(256, 1, "most texts waiting for the model (at least max_texts); more get a 503 "
