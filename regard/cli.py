@@ -304,10 +304,9 @@ def cmd_plot_bleu(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
-
     from regard.serving import create_app
     from regard.serving.models import load_models
+    from regard.serving.server import serve
     check_inference_options(args)
     try:
         settings = ServeSettings(**{f.name: getattr(args, f.name) for f in fields(ServeSettings)})
@@ -315,7 +314,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         raise RegardError(f"{flag(err.name)} {err.problem}") from None
     models = load_models(args.model, precision=args.precision, stopping=args.stopping, device=args.device)
     print(f"serving {', '.join(models)} on http://{args.host}:{args.port}/ (API docs at /docs)", file=sys.stderr)
-    uvicorn.run(create_app(models, settings), host=args.host, port=args.port)
+    settings = settings.allowing(args.host)
+    serve(create_app(models, settings), args.host, args.port, settings)
 
 
 def add_serve_parser(sub) -> None:

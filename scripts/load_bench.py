@@ -36,12 +36,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, port: int, log: IO[str]) -> subprocess.Popen:
-    """``regard serve`` in a subprocess (its output going to ``log``), returned once /api/health answers."""
+def start_server(args: argparse.Namespace, port: int, log: IO[str], extra: tuple[str, ...] = ()) -> subprocess.Popen:
+    """``regard serve`` (with ``extra`` options) in a subprocess, its output going to ``log``, returned
+    once /api/health answers."""
     command = [sys.executable, "-m", "regard"]
     if args.threads:
         command += ["--threads", str(args.threads)]
-    command += ["serve", "--model", args.model, "--port", str(port), "--batch-wait-ms", str(args.batch_wait_ms)]
+    command += ["serve", "--model", args.model, "--port", str(port), "--batch-wait-ms", str(args.batch_wait_ms),
+                *extra]
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -50,7 +50,7 @@ def app(translators):
 
 async def _requests(app, calls: list[tuple[str, str, dict]]) -> list[httpx.Response]:
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://regard.test") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         return await asyncio.gather(*(client.request(method, url, **kw) for method, url, kw in calls))
 
 
@@ -91,7 +91,8 @@ def test_models_lists_models_default_and_limits(app):
     assert [(m["name"], m["default"], m["attention"], m["has_attention"]) for m in data["models"]] == [
         ("att", True, "general", True), ("none", False, "none", False)]
     assert all(m["beam"] == 5 and m["parameters"] > 0 for m in data["models"])
-    assert data["limits"] == {"max_chars": 60, "max_texts": 4, "max_beam": 6}
+    assert data["limits"] == {"max_chars": 60, "max_texts": 4, "max_beam": 6, "max_work": SETTINGS.max_work,
+                              "max_response_mb": SETTINGS.max_response_mb, "deadline_s": SETTINGS.deadline_s}
 
 
 def test_translate_one_text_matches_the_python_api(app, translators):
@@ -395,12 +396,16 @@ def test_regard_serve_builds_the_app_and_runs_uvicorn_on_loopback(model_dirs, mo
     import uvicorn
 
     seen = {}
-    monkeypatch.setattr(uvicorn, "run", lambda app, host, port: seen.update(app=app, host=host, port=port))
+    monkeypatch.setattr(uvicorn.Server, "run", lambda server: seen.update(
+        app=server.config.app, host=server.config.host, port=server.config.port, config=server.config))
     args = build_parser().parse_args(["serve", "--model", f"att={model_dirs['att']}", "--model",
                                       f"none={model_dirs['none']}", "--port", "8123", "--max-chars", "30",
                                       "--max-texts", "2", "--max-beam", "3"])
     args.func(args)
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
+    config, defaults = seen["config"], ServeSettings()
+    assert (config.timeout_keep_alive, config.h11_max_incomplete_event_size) == (
+        defaults.keep_alive_s, defaults.max_header_bytes)
     app = seen["app"]
     try:
         assert list(app.state.models) == ["att", "none"]

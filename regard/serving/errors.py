@@ -11,22 +11,27 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from regard.serving.schemas import TranslateRequest
 
 log = logging.getLogger("regard.serving")
 
 
-class ApiError(Exception):
-    """A bad request, answered with ``status`` and ``message``."""
+class ApiError(HTTPException):
+    """A request refused with ``status``, ``message`` and ``headers`` (an HTTPException, so that
+    FastAPI passes it through while it parses a body)."""
 
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(status, message, headers)
         self.status = status
         self.message = message
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+SHOWN_PROBLEMS = 5  # a body with thousands of wrong values gets a short answer
 
 
 EXAMPLE = '{"text": "the black cat ate the mouse"}'
@@ -49,10 +54,11 @@ def describe_validation(errors: list[dict], content_type: str | None) -> tuple[i
             return 400, f"the request body must be a JSON object, e.g. {EXAMPLE}"
         where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
         if e.get("type") == "extra_forbidden":
-            parts.append(f"unknown field '{where}' (allowed: text, texts, beam, nbest, model)")
+            parts.append(f"unknown field '{where}' (allowed: {', '.join(TranslateRequest.model_fields)})")
         else:
             parts.append(f"{where}: {e.get('msg', 'invalid value')}")
-    return 422, "; ".join(parts) or "invalid request"
+    more = f"; and {len(parts) - SHOWN_PROBLEMS} more" if len(parts) > SHOWN_PROBLEMS else ""
+    return 422, "; ".join(parts[:SHOWN_PROBLEMS]) + more or "invalid request"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -60,7 +66,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, err: ApiError) -> JSONResponse:
-        return error_response(err.status, err.message)
+        return error_response(err.status, err.message, err.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -77,50 +83,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def unexpected(_: Request, err: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=err)
         return error_response(500, f"internal error: {type(err).__name__}")
-
-
-class BodyLimit:
-    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` instead of buffering them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int):
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
-            return
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_bytes:
-                await self._refuse(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
-
-    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, f"the request body is over the {self.max_bytes}-byte limit")
-        await response(scope, receive, send)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A ``receive`` that first hands over the buffered body, then defers to the real one."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if sent:
-            return await receive()
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return replay

@@ -70,9 +70,14 @@ class ModelInfo(BaseModel):
 
 
 class Limits(BaseModel):
+    """What one request may ask for (the settings of the same names)."""
+
     max_chars: int = Field(description=setting_help("max_chars"))
     max_texts: int = Field(description=setting_help("max_texts"))
     max_beam: int = Field(description=setting_help("max_beam"))
+    max_work: int = Field(description=setting_help("max_work"))
+    max_response_mb: float = Field(description=setting_help("max_response_mb"))
+    deadline_s: float = Field(description=setting_help("deadline_s"))
 
 
 class ModelsResponse(BaseModel):
@@ -84,7 +89,7 @@ class ModelsResponse(BaseModel):
 class Health(BaseModel):
     status: str
     models: list[str]
-    queued: int = Field(description="requests waiting for the model")
+    queued: int = Field(description="requests waiting for the model (or not all translated yet)")
     requests: int = Field(description="requests translated so far")
     batches: int = Field(description="model calls so far (fewer than requests when batching)")
 
