@@ -1,4 +1,4 @@
-"""Prepared training data on disk: token ids in shards of ``.npy`` arrays, read memory-mapped.
+"""Prepared training data on disk: token ids in shards of ``.npy`` arrays, read a pair at a time.
 
 A prepared folder (written by :mod:`regard.data.binarise`) holds ``manifest.json``, the two
 SentencePiece models (``src.spm``, ``tgt.spm``) and, for each shard ``shard-NNNNN``:
@@ -15,17 +15,20 @@ SentencePiece models (``src.spm``, ``tgt.spm``) and, for each shard ``shard-NNNN
     links are rows ``link_offsets[j]`` to ``link_offsets[j + 1]``
 
 :class:`ShardedPairs` reads the lengths of every shard into memory (1 to 4 bytes a pair and
-side: all that batching needs) and maps the ids and offsets. Pages of a mapped file that the
-process has touched count in its resident memory, and Linux maps up to 16 neighbouring pages
-at each fault, so a batch of pairs spread over a large file would leave tens of MiB of RSS
-behind: after each batch the mappings are dropped (``MADV_DONTNEED``; the pages stay in the
-page cache), and the RSS stays that of the process's own memory.
+side: all that batching needs) and reads each pair's offsets and ids with ``pread`` when a
+batch asks for it. The files are not memory-mapped: a mapped page that a process touches
+counts in its resident memory, and a kernel that caches files in large folios (Linux 6.x)
+maps the whole folio, up to megabytes, at each fault, so one batch of pairs scattered over a
+20M-pair corpus mapped 250 MiB (dropping the mappings after each batch did not help its
+peak). ``pread`` copies the few bytes asked for and maps nothing; the file pages stay in the
+page cache, shared and reclaimable.
 """
 
 from __future__ import annotations
 
 import hashlib
-import mmap
+import os
+import resource
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
@@ -119,14 +122,17 @@ def shard_problem(folder: Path, record: dict[str, Any], check_digests: bool = Fa
 
 
 @dataclass
-class _Mapped:
-    """A .npy file mapped read-only."""
+class _Stored:
+    """A .npy file whose elements are read with ``pread``, as copies (nothing is mapped)."""
 
-    array: np.ndarray
-    map: mmap.mmap
+    fd: int
+    offset: int  # of the first element, after the header
+    dtype: np.dtype
+    shape: tuple[int, ...]
+    path: Path
 
     @classmethod
-    def open(cls, path: Path) -> _Mapped:
+    def open(cls, path: Path) -> _Stored:
         try:
             with open(path, "rb") as handle:
                 version = np.lib.format.read_magic(handle)
@@ -134,18 +140,46 @@ class _Mapped:
                                else np.lib.format.read_array_header_2_0)
                 shape, fortran, dtype = read_header(handle)
                 offset = handle.tell()
-                mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+            fd = os.open(path, os.O_RDONLY)
         except (OSError, ValueError) as err:
             raise RegardError(f"corrupt prepared data {path}: {err}") from None
-        count = int(np.prod(shape))
-        if fortran or offset + count * dtype.itemsize > len(mapped):
+        stored = cls(fd, offset, dtype, tuple(shape), path)
+        if fortran or offset + stored.count * dtype.itemsize > os.fstat(fd).st_size:
+            stored.close()
             raise RegardError(f"corrupt prepared data {path}: shorter than its header says")
-        return cls(np.frombuffer(mapped, dtype, count, offset).reshape(shape), mapped)
+        return stored
 
-    def release(self) -> None:
-        """Drop the mapped pages from this process (they stay in the page cache)."""
-        if hasattr(mmap, "MADV_DONTNEED"):
-            self.map.madvise(mmap.MADV_DONTNEED)
+    @property
+    def count(self) -> int:
+        return int(np.prod(self.shape))
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        """(count,) elements ``start`` … of the array, flattened in C order."""
+        size = self.dtype.itemsize
+        data = os.pread(self.fd, count * size, self.offset + start * size)
+        if len(data) != count * size:
+            raise RegardError(f"corrupt prepared data {self.path}: shorter than its header says")
+        return np.frombuffer(data, self.dtype)
+
+    def whole(self) -> np.ndarray:
+        return self.read(0, self.count).reshape(self.shape)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __del__(self) -> None:  # a ShardedPairs dropped without close() leaks no descriptor
+        self.close()
+
+
+def allow_open_files(needed: int) -> None:
+    """Raise the soft limit on open files toward the hard one when ``needed`` more may not fit
+    (a corpus of hundreds of shards keeps four or six files open per shard)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and needed + 256 > soft:
+        wanted = needed + 1024 if hard == resource.RLIM_INFINITY else min(hard, needed + 1024)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 class ShardedPairs:
@@ -155,15 +189,19 @@ class ShardedPairs:
     """
 
     def __init__(self, folder: Path, shards: Iterable[dict[str, Any]]):
-        self.folder, self.maps, lengths, counts = folder, [], [], [0]
+        self.folder, self.files, lengths, counts = folder, [], [], [0]
+        records = list(shards)
+        allow_open_files(len(records) * (len(ARRAYS) + len(LINK_ARRAYS)))
         linked = []
-        for record in shards:
+        for record in records:
             name = record["name"]
             linked.append(f"{name}.links.npy" in record["files"])
             kinds = ARRAYS + (LINK_ARRAYS if linked[-1] else ())
-            maps = {kind: _Mapped.open(folder / f"{name}.{kind}.npy") for kind in kinds}
-            lengths.append(np.array(maps.pop("lengths").array))  # a copy in memory; the map is closed
-            self.maps.append(maps)
+            files = {kind: _Stored.open(folder / f"{name}.{kind}.npy") for kind in kinds}
+            stored = files.pop("lengths")
+            lengths.append(stored.whole())  # in memory; its file is closed
+            stored.close()
+            self.files.append(files)
             counts.append(record["pairs"])
         self.starts = np.cumsum(counts)  # (shards + 1,) the first pair of each shard
         both = np.concatenate(lengths, axis=1) if lengths else np.zeros((2, 0), dtype=np.uint8)
@@ -173,20 +211,21 @@ class ShardedPairs:
     def __len__(self) -> int:
         return len(self.src_len)
 
-    def _locate(self, i: int) -> tuple[int, dict[str, _Mapped]]:
-        """Pair ``i``'s place in its shard, and the shard's mapped arrays."""
+    def _locate(self, i: int) -> tuple[int, dict[str, _Stored]]:
+        """Pair ``i``'s place in its shard, and the shard's files."""
         shard = int(np.searchsorted(self.starts, i, side="right")) - 1
-        return i - int(self.starts[shard]), self.maps[shard]
+        return i - int(self.starts[shard]), self.files[shard]
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The source and target ids of pair ``i`` (views of the mapped files)."""
-        j, maps = self._locate(i)
-        (src_at, tgt_at), src_n, tgt_n = maps["offsets"].array[:, j], self.src_len[i], self.tgt_len[i]
-        return maps["src"].array[src_at:src_at + src_n], maps["tgt"].array[tgt_at:tgt_at + tgt_n]
+        """The source and target ids of pair ``i`` (read from the shard's files)."""
+        j, files = self._locate(i)
+        offsets = files["offsets"]  # (2, n): row 0 the sources' starts, row 1 the targets'
+        src_at, tgt_at = int(offsets.read(j, 1)[0]), int(offsets.read(offsets.shape[1] + j, 1)[0])
+        return files["src"].read(src_at, int(self.src_len[i])), files["tgt"].read(tgt_at, int(self.tgt_len[i]))
 
     def padded(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Pairs ``idx`` (B,) as :class:`~regard.data.batching.Batch` holds them (int64 arrays:
-        src (B, S), src_lengths (B,), tgt_in and tgt_out (B, T)); then the pages read are released."""
+        src (B, S), src_lengths (B,), tgt_in and tgt_out (B, T))."""
         src_len = self.src_len[idx].astype(np.int64)
         tgt_len = self.tgt_len[idx].astype(np.int64)
         width = int(tgt_len.max()) + 1
@@ -200,22 +239,21 @@ class ShardedPairs:
             tgt_in[row, 1:len(t) + 1] = t
             tgt_out[row, :len(t)] = t
             tgt_out[row, len(t)] = EOS
-        self.release()
         return src, src_len, tgt_in, tgt_out
 
     def links(self, idx: np.ndarray) -> list[np.ndarray]:
-        """The (k, 2) int64 (source word, target word) links of each of pairs ``idx`` (B,)
-        (copies; the pages read are then released)."""
+        """The (k, 2) int64 (source word, target word) links of each of pairs ``idx`` (B,)."""
         found = []
         for i in idx.tolist():
-            j, maps = self._locate(i)
-            start, end = maps["link_offsets"].array[j:j + 2]
-            found.append(maps["links"].array[start:end].astype(np.int64))
-        self.release()
+            j, files = self._locate(i)
+            start, end = (int(x) for x in files["link_offsets"].read(j, 2))
+            found.append(files["links"].read(2 * start, 2 * (end - start)).reshape(-1, 2).astype(np.int64))
         return found
 
-    def release(self) -> None:
-        for maps in self.maps:
-            for mapped in maps.values():
-                mapped.release()
+    def close(self) -> None:
+        """Close the shards' files."""
+        for files in self.files:
+            for stored in files.values():
+                stored.close()
+        self.files = []
 
