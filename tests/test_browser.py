@@ -158,15 +158,24 @@ def test_type_translate_hover_and_see_the_alignment(server, browser):
     assert (SHOTS / "desktop.png").stat().st_size > 10_000
 
 
-def test_the_links_toggle_outlines_exactly_the_argmax_cells(server, browser):
-    base, _ = server
+def translated_page(browser, base: str, sentence: str, model: str, problems: list[str] | None = None):
+    """A new page of the explorer at ``base`` that has translated ``sentence``, and ``model``'s panel
+    once its heat map is drawn; the page's script errors from the start go into ``problems``."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    if problems is not None:
+        page.on("pageerror", lambda err: problems.append(str(err)))
     page.goto(base + "/")
     page.wait_for_selector("body.ready")
-    page.fill("#text", DEMO_SENTENCE)
+    page.fill("#text", sentence)
     page.press("#text", "Enter")
-    att = page.locator('.panel[data-model="att"]')
-    att.locator("table.heatmap").wait_for()
+    panel = page.locator(f'.panel[data-model="{model}"]')
+    panel.locator("table.heatmap").wait_for()
+    return page, panel
+
+
+def test_the_links_toggle_outlines_exactly_the_argmax_cells(server, browser):
+    base, _ = server
+    page, att = translated_page(browser, base, DEMO_SENTENCE, "att")
     beam = int(page.locator("#beam").input_value())
     hyp = httpx.post(f"{base}/api/translate", json={"text": DEMO_SENTENCE, "beam": beam},
                      timeout=60).json()["results"][0]["hypotheses"][0]

@@ -14,7 +14,7 @@ import uvicorn
 
 from regard.serving import ServeSettings, create_app
 from regard.translator import Translator
-from tests.test_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.test_browser import browser, translated_page  # noqa: F401  (the shared Chromium fixture)
 
 SENTENCE = "the black cat ate the mouse"
 
@@ -58,15 +58,8 @@ def assert_same_weights(drawn: list[list[float]], sent: list[list[float]]) -> No
 
 
 def test_the_layer_and_head_selectors_draw_that_head(transformer_server, browser):  # noqa: F811
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
     problems: list[str] = []
-    page.on("pageerror", lambda err: problems.append(str(err)))
-    page.goto(transformer_server + "/")
-    page.wait_for_selector("body.ready")
-    page.fill("#text", SENTENCE)
-    page.press("#text", "Enter")
-    panel = page.locator('.panel[data-model="tr"]')
-    panel.locator("table.heatmap").wait_for()
+    page, panel = translated_page(browser, transformer_server, SENTENCE, "tr", problems)
     beam = int(page.locator("#beam").input_value())
     hyp = httpx.post(f"{transformer_server}/api/translate", json={"text": SENTENCE, "beam": beam, "heads": True},
                      timeout=60).json()["results"][0]["hypotheses"][0]
