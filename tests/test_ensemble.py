@@ -108,3 +108,33 @@ def test_evaluate_scores_models_and_ensembles_side_by_side(tmp_path, tiny_tokeni
     test_set = ["--src", str(tmp_path / "t.en"), "--ref", str(tmp_path / "t.fr")]
     assert main(["evaluate", "--ensemble", str(a), *test_set]) == 2
     assert "give two or more model folders" in capsys.readouterr().err
+
+
+def test_translate_and_plot_run_an_ensemble_and_say_whose_attention_they_show(tmp_path, tiny_tokenizer, capsys,
+                                                                              monkeypatch):
+    import json
+
+    import regard.plotting
+    from regard.cli import main
+    from regard.translator import Translator
+    V = len(tiny_tokenizer)
+    a = save_random(tmp_path / "a", random_transformer(vocab=V, seed=1), tiny_tokenizer)
+    b = save_random(tmp_path / "b", random_model(vocab=V, seed=2), tiny_tokenizer)
+    texts = ["the black cat", "", "the dogs eat the mouse"]
+    (tmp_path / "in.en").write_text("\n".join(texts) + "\n")
+    expected = Translator.load([a, b]).translate(texts, beam=2)
+    for workers in ("1", "2"):  # one process, then the worker pool: the same output
+        out = tmp_path / f"out{workers}.jsonl"
+        code = main(["translate", "--model", str(a), "--model", str(b), "--beam", "2", "--json",
+                     "--workers", workers, "-i", str(tmp_path / "in.en"), "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 0, err
+        assert f"ensemble of 2 models; the attention in --json output is the first's ({a})" in err
+        rows = [json.loads(line) for line in out.read_text().splitlines()]
+        assert [r["text"] for r in rows] == [t.text for t in expected]
+        assert [rows[i]["attention_from"] for i in (0, 2)] == [str(a)] * 2  # the non-empty lines
+    titles = []
+    monkeypatch.setattr(regard.plotting, "plot_attention",
+                        lambda weights, src, tgt, path, title, label: titles.append(title) or path)
+    assert main(["plot", "--model", str(a), "--model", str(b), "the black cat", "-o", str(tmp_path / "p.png")]) == 0
+    assert titles and titles[0].endswith(f"attention of the ensemble's first model, {a}")
