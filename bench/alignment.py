@@ -6,6 +6,7 @@
     python -m bench.alignment guide      # eflomal's links of the training pairs, for guided alignment
     python -m bench.alignment regard     # regard align with both models, every rule and symmetrisation
     python -m bench.alignment report     # the table of docs/ALIGNMENT.md from what the steps wrote
+    python -m bench.alignment study --minutes 110   # all of it in one go: the four models side by side
 
 The corpus is the two shared corpora's training splits together (as ``regard data fetch``
 derives them; fetch both first, e.g. ``--from ../shared/data``). eflomal learns from the same
@@ -182,11 +183,62 @@ def run_regard(forward_model: Path, reverse_model: Path, name: str = "attention"
     return result
 
 
+MODELS = {"alignment-en-fr": ("en", "fr"), "alignment-fr-en": ("fr", "en"),
+          "alignment-en-fr-guided": ("en", "fr"), "alignment-fr-en-guided": ("fr", "en")}
+
+
+def train_side_by_side(minutes: float, names: tuple[str, ...] = tuple(MODELS)) -> None:
+    """Train the models of ``recipes/NAME.yaml`` at the same time, one thread each, for at most
+    ``minutes`` (``train.max_minutes``); logs in ``runs/alignment/train-NAME.log``."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    for name in names:
+        command = [sys.executable, "-m", "regard", "train", "--config", str(REPO / "recipes" / f"{name}.yaml"),
+                   "--set", "train.threads=1", "--set", f"train.max_minutes={minutes:g}", "--log-every", "500"]
+        log = (RESULTS / f"train-{name}.log").open("w")
+        runs[name] = subprocess.Popen(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT), log
+    print(f"training {', '.join(names)} side by side for up to {minutes:g} minutes; logs in {RESULTS}/train-*.log",
+          flush=True)
+    failed = []
+    for name, (process, log) in runs.items():
+        if process.wait() != 0:
+            failed.append(name)
+        log.close()
+    if failed:
+        raise SystemExit(f"training failed: {', '.join(failed)} (see {RESULTS}/train-<name>.log)")
+
+
+def score_bleu(names: tuple[str, ...] = tuple(MODELS)) -> None:
+    """Each model's beam-5 BLEU on Multi30k test_2016_flickr in its own direction
+    (``runs/alignment/bleu-NAME.json``): what guiding the attention costs in translation."""
+    test = corpus_dir("multi30k")
+    for name in names:
+        src, tgt = MODELS[name]
+        subprocess.run([sys.executable, "-m", "regard", "evaluate", "--model", str(REPO / "runs" / name),
+                        "--src", str(test / f"test_2016_flickr.{src}"), "--ref", str(test / f"test_2016_flickr.{tgt}"),
+                        "--beam", "5", "--workers", "2", "--json-out", str(RESULTS / f"bleu-{name}.json")],
+                       check=True, cwd=REPO)
+
+
+def run_study(minutes: float) -> None:
+    """Every step in order: corpus, eflomal, its guide links, the four models trained side by side,
+    their attention links scored, their BLEU, and the report."""
+    build_corpus()
+    run_eflomal()
+    write_guide()
+    train_side_by_side(minutes)
+    run_regard(REPO / "runs" / "alignment-en-fr", REPO / "runs" / "alignment-fr-en", "attention")
+    run_regard(REPO / "runs" / "alignment-en-fr-guided", REPO / "runs" / "alignment-fr-en-guided", "guided")
+    score_bleu()
+    print(report())
+
+
 def report() -> str:
     """The markdown table of every result file in ``runs/alignment``."""
     lines = ["| system | method | rule | dev AER | test AER | test precision | test recall |",
              "|---|---|---|---:|---:|---:|---:|"]
-    for path in sorted(RESULTS.glob("*.json")) + sorted(RESULTS.glob("*/results.json")):
+    aligners = [p for p in sorted(RESULTS.glob("*.json")) if not p.name.startswith("bleu-")]
+    for path in aligners + sorted(RESULTS.glob("*/results.json")):
         result = json.loads(path.read_text())
         rows = result["rows"]
         for row in (r for r in rows if r["set"] == "test"):
@@ -195,18 +247,26 @@ def report() -> str:
             rule = f"{rule} {row['threshold']}" if rule in ("threshold", "both") else rule
             lines.append(f"| {result['system']} | {row['method']} | {rule} | {100 * dev['aer']:.1f} | "
                          f"{100 * row['aer']:.1f} | {100 * row['precision']:.1f} | {100 * row['recall']:.1f} |")
+    bleu = sorted(RESULTS.glob("bleu-*.json"))
+    if bleu:
+        lines += ["", "| model | Multi30k test_2016_flickr BLEU (beam 5) | chrF | BLEU lc |", "|---|---:|---:|---:|"]
+        for path in bleu:
+            r = json.loads(path.read_text())["results"][0]
+            lines.append(f"| {path.stem[len('bleu-'):]} | {r['bleu']:.2f} | {r['chrf']:.2f} | {r['bleu_lc']:.2f} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alignment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["corpus", "eflomal", "guide", "regard", "report"])
+    parser.add_argument("step", choices=["corpus", "eflomal", "guide", "regard", "report", "study"])
     parser.add_argument("--forward", type=Path, default=REPO / "runs" / "alignment-en-fr",
                         help="en→fr model (regard step)")
     parser.add_argument("--reverse", type=Path, default=REPO / "runs" / "alignment-fr-en",
                         help="fr→en model (regard step)")
     parser.add_argument("--name", default="attention", help="label of the regard step's results")
+    parser.add_argument("--minutes", type=float, default=110.0,
+                        help="study step: training time of each model (train.max_minutes; default 110)")
     args = parser.parse_args(argv)
     if args.step == "corpus":
         build_corpus()
@@ -215,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
         print(report())
     elif args.step == "guide":
         write_guide()
+    elif args.step == "study":
+        run_study(args.minutes)
     elif args.step == "regard":
         run_regard(args.forward, args.reverse, args.name)
         print(report())
