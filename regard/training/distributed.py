@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import socket
+import sys
 import traceback
 from dataclasses import dataclass
 from datetime import timedelta
@@ -138,6 +139,13 @@ def _rank_main(rank: int, world: int, port: int, target: Callable[..., Any], arg
     except BaseException:  # noqa: BLE001 - reported to rank 0, which raises it
         errors.put(f"[rank {rank}] {traceback.format_exc().rstrip()}")
         raise SystemExit(1) from None
+    else:
+        # done, and its process group left: skip the interpreter's teardown, where a C++ thread
+        # left behind by gloo or the TCP store can abort the process ("terminate called without
+        # an active exception", exit code -6) after the work has succeeded
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 class LocalRanks:
