@@ -6,6 +6,7 @@
     python -m bench.alignment guide      # eflomal's links of the training pairs, for guided alignment
     python -m bench.alignment regard     # regard align with both models, every rule and symmetrisation
     python -m bench.alignment report     # the table of docs/ALIGNMENT.md from what the steps wrote
+    python -m bench.alignment pictures   # docs/img/alignment-*.png: gold links over attention
     python -m bench.alignment study --minutes 110   # all of it in one go: the four models side by side
 
 The corpus is the two shared corpora's training splits together (as ``regard data fetch``
@@ -220,6 +221,38 @@ def score_bleu(names: tuple[str, ...] = tuple(MODELS)) -> None:
                        check=True, cwd=REPO)
 
 
+def disagreement(links: set, gold) -> int:
+    """Links that count against AER in one sentence: sure gold links missed, plus predicted
+    links outside the possible ones."""
+    return len(gold.sure - links) + len(links - (gold.sure | gold.possible))
+
+
+def draw_pictures(models: dict[str, Path], count: int = 3, max_tokens: int = 14,
+                  out: Path = REPO / "docs" / "img") -> list[Path]:
+    """Gold links over each en→fr model's attention for the ``count`` short test sentences
+    (≤ ``max_tokens`` on each side) where the first model's argmax links and the gold differ
+    most: ``out/alignment-NAME-K.png``, the same sentences for every model."""
+    from regard.alignment.forced import attend_pairs, on_tokens
+    from regard.alignment.plot import plot_links
+    from regard.translator import Translator
+    en, fr, gold = gold_sets()["test"]
+    short = [k for k in range(len(en)) if len(en[k]) <= max_tokens and len(fr[k]) <= max_tokens]
+    paths, chosen = [], None
+    for name, model in models.items():
+        attended = attend_pairs(Translator.load(model), [en[k] for k in short], [fr[k] for k in short],
+                                "en", "fr", capitalize=True)
+        found = {k: on_tokens(*a, "argmax", 0.0) for k, a in zip(short, attended)}
+        if chosen is None:
+            chosen = sorted(short, key=lambda k: (-disagreement(found[k].links, gold[k]), k))[:count]
+        for n, k in enumerate(chosen, 1):
+            a = found[k]
+            title = (f"{name}: Hansards test sentence {k + 1}; squares/circles = gold sure/possible, "
+                     f"crosses = argmax links ({disagreement(a.links, gold[k])} disagree)")
+            paths.append(plot_links(a.weights, a.source_tokens, a.target_tokens, out / f"alignment-{name}-{n}.png",
+                                    gold=gold[k], links=a.links, title=title))
+    return paths
+
+
 def run_study(minutes: float) -> None:
     """Every step in order: corpus, eflomal, its guide links, the four models trained side by side,
     their attention links scored, their BLEU, and the report."""
@@ -230,6 +263,7 @@ def run_study(minutes: float) -> None:
     run_regard(REPO / "runs" / "alignment-en-fr", REPO / "runs" / "alignment-fr-en", "attention")
     run_regard(REPO / "runs" / "alignment-en-fr-guided", REPO / "runs" / "alignment-fr-en-guided", "guided")
     score_bleu()
+    draw_pictures({"attention": REPO / "runs" / "alignment-en-fr", "guided": REPO / "runs" / "alignment-en-fr-guided"})
     print(report())
 
 
@@ -259,11 +293,13 @@ def report() -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.alignment", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("step", choices=["corpus", "eflomal", "guide", "regard", "report", "study"])
+    parser.add_argument("step", choices=["corpus", "eflomal", "guide", "regard", "report", "pictures", "study"])
     parser.add_argument("--forward", type=Path, default=REPO / "runs" / "alignment-en-fr",
-                        help="en→fr model (regard step)")
+                        help="en→fr model (regard and pictures steps)")
     parser.add_argument("--reverse", type=Path, default=REPO / "runs" / "alignment-fr-en",
                         help="fr→en model (regard step)")
+    parser.add_argument("--guided", type=Path, default=REPO / "runs" / "alignment-en-fr-guided",
+                        help="guided en→fr model (pictures step)")
     parser.add_argument("--name", default="attention", help="label of the regard step's results")
     parser.add_argument("--minutes", type=float, default=110.0,
                         help="study step: training time of each model (train.max_minutes; default 110)")
@@ -277,6 +313,9 @@ def main(argv: list[str] | None = None) -> None:
         write_guide()
     elif args.step == "study":
         run_study(args.minutes)
+    elif args.step == "pictures":
+        for path in draw_pictures({"attention": args.forward, "guided": args.guided}):
+            print(path)
     elif args.step == "regard":
         run_regard(args.forward, args.reverse, args.name)
         print(report())
