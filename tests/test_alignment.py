@@ -72,7 +72,8 @@ def test_gold_file_is_read_one_based_and_checked(tmp_path):
     for line, message in (("1 3 1 S", "g.wa:1: source position 3 out of range 1–2"),
                           ("3 1 1 S", "g.wa:1: sentence 3 out of range"),
                           ("1 1 1 X", "g.wa:1: link label must be S or P"),
-                          ("1 1", "g.wa:1: expected"), ("1 0 1 S", "g.wa:1: .*positive integers")):
+                          ("1 1", "g.wa:1: expected"), ("1 0 1 S", "g.wa:1: .*positive integers"),
+                          ("1 1 S", "g.wa:1: .*positive integers .*got '1 1 S'")):
         gold.write_text(line + "\n")
         with pytest.raises(RegardError, match=message):
             read_naacl(gold, [2, 1], [3, 2])

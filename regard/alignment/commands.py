@@ -67,7 +67,8 @@ def report_unknown(alignments, sources: list[list[str]], targets: list[list[str]
     """One line on stderr: how many given tokens hold a subword the model does not know."""
     src = sum(a.unknown_source for a in alignments), sum(map(len, sources))
     tgt = sum(a.unknown_target for a in alignments), sum(map(len, targets))
-    print(f"aligned {len(alignments)} sentence pairs; tokens unknown to the model: "
+    pairs = "sentence pair" if len(alignments) == 1 else "sentence pairs"
+    print(f"aligned {len(alignments)} {pairs}; tokens unknown to the model: "
           f"source {src[0]} of {src[1]}, target {tgt[0]} of {tgt[1]}", file=sys.stderr)
 
 

@@ -72,7 +72,8 @@ def _fields(fields: list[str], where: str) -> tuple[int, int, int, str]:
     if label not in ("S", "P"):
         raise RegardError(f"{where}: link label must be S or P, got {label!r}")
     if not all(f.isdigit() and int(f) > 0 for f in fields[:3]):
-        raise RegardError(f"{where}: sentence and positions must be positive integers (1-based)")
+        raise RegardError(f"{where}: sentence and positions must be positive integers (1-based), "
+                          f"got {' '.join(fields[:3])!r}")
     return int(fields[0]), int(fields[1]), int(fields[2]), label
 
 
