@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from regard.alignment.detok import detokenize, tokens_of_words
+from regard.alignment.detok import detokenize, piece_units, tokens_of_words
 from regard.alignment.gold import GoldAlignment, read_naacl, read_pharaoh
 from regard.alignment.links import extract, format_pharaoh, parse_pharaoh, transpose
 from regard.alignment.score import score
@@ -124,6 +124,27 @@ def test_tokens_map_onto_model_words():
     # "Je n'ai" as the model's words: "Je" (0-2), " n'ai" (2-7)
     out = detokenize(["je", "ne", "ai"], "fr", capitalize=True)
     assert tokens_of_words(out.spans, [(0, 2), (2, 7)]) == [0, 1, 1]
+
+
+def test_units_split_a_word_where_its_subwords_split_its_tokens():
+    # "for debate, the": tokens for | debate | , | the; subwords ▁for | ▁deb | ate | , | ▁the
+    tokens = [(0, 3), (4, 10), (10, 11), (12, 15)]
+    assert piece_units([(0, 3), (3, 7), (7, 10), (10, 11), (11, 15)], tokens) == [0, 1, 1, 2, 3]
+    # one subword over two tokens ("du" for "de le") makes one unit of both
+    assert piece_units([(0, 2), (2, 7)], [(0, 2), (0, 2), (3, 7)]) == [0, 1]
+    # a lone "▁" before "(" goes with it; trailing spaces go with the last unit
+    assert piece_units([(0, 1), (1, 2), (2, 3), (3, 4), (4, 5)], [(0, 1), (2, 3), (3, 4)]) == [0, 1, 1, 2, 2]
+    assert piece_units([(0, 1)], []) == [0]
+
+
+def test_forced_links_of_punctuation_glued_to_a_word_are_its_own(trained_run):
+    from regard.alignment.forced import Side
+    from regard.translator import Translator
+    tok = Translator.load(trained_run / "best").src_tok
+    side = Side.read(tok, ["the", "cat", ",", "the", "dog", "."], "en", capitalize=False)
+    ids, spans = tok.encode_with_spans("the cat, the dog.")
+    assert (7, 8) in spans and (16, 17) in spans  # "," and "." are subwords of their own: so are their units
+    assert side.unit_of_token == [0, 1, 2, 3, 4, 5] and len(side.unit_of_piece) == len(ids)
 
 
 def test_forced_attention_of_the_models_own_translation_is_its_attention(trained_run):

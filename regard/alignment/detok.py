@@ -3,8 +3,10 @@
 Gold alignment sets come tokenised: punctuation split off, French contractions expanded
 ("du" → "de le", "l'avis" → "le avis"), lower-cased. A model trained on ordinary text reads
 such input badly, so :func:`detokenize` rebuilds ordinary text and records the characters
-each given token became. Links found on the model's words are then reported on the given
-tokens (:func:`tokens_of_words`): "du" aligned to "of the" links both "de" and "le" to both.
+each given token became. Links are found between units, the smallest runs of the model's
+subwords and the given tokens that cover each other (:func:`piece_units`), and reported on the
+given tokens (:func:`tokens_of_words`): "du" aligned to "of the" links both "de" and "le" to
+both, while "debate," split into the subwords "▁debate" and "," stays two units.
 """
 
 from __future__ import annotations
@@ -113,6 +115,28 @@ def tokenize(text: str, language: str = "none") -> list[str]:
     for full, elided in reversed(list(rules.elisions.items())):  # the first full form wins: l' → le
         expand[elided] = [full]
     return [token for word in words for token in expand.get(word, [word])]
+
+
+def piece_units(piece_spans: list[tuple[int, int]], token_spans: list[tuple[int, int]]) -> list[int]:
+    """The unit of each subword: consecutive subwords share one while they overlap a common
+    given token, so a unit is the fewest subwords and tokens that cover each other.
+
+    Spans are ``(start, end)`` characters in the same text, in order. A subword that overlaps
+    no token (a lone "▁" before punctuation) joins the next subword's unit, or the last one.
+    Units are numbered 0, 1, ... without gaps.
+    """
+    touched = [{t for t, (c, d) in enumerate(token_spans) if a < d and c < b} for a, b in piece_spans]
+    units: list[int | None] = []
+    unit, last = -1, set()
+    for tokens in touched:
+        if tokens and not tokens & last:
+            unit += 1
+        units.append(unit if tokens else None)
+        last = tokens or last
+    following = max(unit, 0)
+    for k in range(len(units) - 1, -1, -1):  # spaces take the unit after them
+        units[k] = following = units[k] if units[k] is not None else following
+    return units
 
 
 def tokens_of_words(spans: list[tuple[int, int]], word_spans: list[tuple[int, int]]) -> list[int]:

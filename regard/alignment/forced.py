@@ -3,8 +3,9 @@
 The target is teacher-forced, so the attention is the model's answer to "which source words
 explain this target word?" for a translation the model did not choose. Each side goes
 through :func:`~regard.alignment.detok.detokenize` (given tokens → the model's own text),
-the model's subwords, and back: links are found between the model's words and reported on
-the given tokens.
+the model's subwords, and back: links are found between units (the fewest subwords and given
+tokens that cover each other, :func:`~regard.alignment.detok.piece_units`) and reported on the
+given tokens.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from regard.alignment.detok import detokenize, tokens_of_words
+from regard.alignment.detok import detokenize, piece_units, tokens_of_words
 from regard.alignment.links import DEFAULT_THRESHOLD, Link, Matrix, extract, format_pharaoh
 from regard.data.batching import Example, collate
 from regard.data.text import normalize
@@ -26,32 +27,32 @@ class Side:
 
     tokens: list[str]
     ids: list[int]  # the model's subwords
-    word_of_piece: list[int]  # the model word of each subword
-    word_of_token: list[int]  # the model word of each given token
+    unit_of_piece: list[int]  # the unit of each subword
+    unit_of_token: list[int]  # the unit of each given token
     unknown: int  # given tokens with a subword the model does not know
 
     @classmethod
     def read(cls, tok: Tokenizer, tokens: list[str], language: str, capitalize: bool) -> Side:
         text = detokenize([normalize(t) for t in tokens], language, capitalize)
         ids, spans = tok.encode_with_spans(text.text)
-        _, word_of_piece = tok.words(ids)
-        word_spans: list[tuple[int, int]] = []  # each model word's characters
-        for (start, end), w in zip(spans, word_of_piece):
-            if w == len(word_spans):
-                word_spans.append((start, end))
-            word_spans[w] = (word_spans[w][0], end)
-        word_of_token = tokens_of_words(text.spans, word_spans)
-        unknown_words = {w for i, w in zip(ids, word_of_piece) if i == UNK}
-        return cls(tokens, ids, word_of_piece, word_of_token,
-                   sum(w in unknown_words for w in word_of_token))
+        unit_of_piece = piece_units(spans, text.spans)
+        unit_spans: list[tuple[int, int]] = []  # each unit's characters
+        for (start, end), u in zip(spans, unit_of_piece):
+            if u == len(unit_spans):
+                unit_spans.append((start, end))
+            unit_spans[u] = (unit_spans[u][0], end)
+        unit_of_token = tokens_of_words(text.spans, unit_spans)
+        unknown_units = {u for i, u in zip(ids, unit_of_piece) if i == UNK}
+        return cls(tokens, ids, unit_of_piece, unit_of_token,
+                   sum(u in unknown_units for u in unit_of_token))
 
 
 @dataclass
 class Alignment:
     """One sentence pair's links and attention on the given tokens.
 
-    ``weights`` is (target tokens × source tokens); a model word made of several given
-    tokens shares its weight equally among them, so rows still sum to 1.
+    ``weights`` is (target tokens × source tokens); a unit made of several given tokens
+    ("du" for "de le") shares its weight equally among them, so rows still sum to 1.
     """
 
     source_tokens: list[str]
@@ -78,7 +79,7 @@ def align_pairs(translator, sources: list[list[str]], targets: list[list[str]], 
 def attend_pairs(translator, sources: list[list[str]], targets: list[list[str]], src_lang: str = "none",
                  tgt_lang: str = "none", capitalize: bool = False,
                  batch_size: int = 64) -> list[tuple[Side, Side, Matrix]]:
-    """Each pair's two :class:`Side` and its (target × source) model-word attention, for
+    """Each pair's two :class:`Side` and its (target × source) unit attention, for
     :func:`on_tokens` to read links from with any rule."""
     if not translator.has_attention:
         from regard.errors import RegardError
@@ -89,7 +90,7 @@ def attend_pairs(translator, sources: list[list[str]], targets: list[list[str]],
 
 
 def forced_word_attention(translator, src: list[Side], tgt: list[Side], batch_size: int) -> list[Matrix]:
-    """(target model words × source model words) teacher-forced attention of each pair."""
+    """(target units × source units) teacher-forced attention of each pair."""
     from regard.translator import word_attention
     out: list[Matrix] = [[] for _ in src]
     order = sorted((k for k in range(len(src)) if src[k].ids and tgt[k].ids), key=lambda k: len(src[k].ids))
@@ -100,18 +101,18 @@ def forced_word_attention(translator, src: list[Side], tgt: list[Side], batch_si
             _, attention = translator.model(batch)  # (B, T + 1, S): the last row is </s>'s
         for row, k in enumerate(chunk):
             pieces = attention[row, : len(tgt[k].ids), : len(src[k].ids)].float().tolist()
-            out[k] = word_attention(pieces, src[k].word_of_piece, tgt[k].word_of_piece)
+            out[k] = word_attention(pieces, src[k].unit_of_piece, tgt[k].unit_of_piece)
     return out
 
 
-def on_tokens(src: Side, tgt: Side, words: Matrix, rule: str, threshold: float) -> Alignment:
-    """Links found between model words, and the attention, spread back onto the given tokens."""
-    if not words:
+def on_tokens(src: Side, tgt: Side, units: Matrix, rule: str, threshold: float) -> Alignment:
+    """Links found between units, and the attention, spread back onto the given tokens."""
+    if not units:
         return Alignment(src.tokens, tgt.tokens, set(), [[0.0] * len(src.tokens) for _ in tgt.tokens],
                          src.unknown, tgt.unknown)
-    share = [src.word_of_token.count(w) for w in src.word_of_token]
-    weights = [[words[tw][sw] / n for sw, n in zip(src.word_of_token, share)] for tw in tgt.word_of_token]
-    word_links = extract(words, rule, threshold)
-    links = {(i, j) for i, sw in enumerate(src.word_of_token) for j, tw in enumerate(tgt.word_of_token)
-             if (sw, tw) in word_links}
+    share = [src.unit_of_token.count(u) for u in src.unit_of_token]
+    weights = [[units[tu][su] / n for su, n in zip(src.unit_of_token, share)] for tu in tgt.unit_of_token]
+    unit_links = extract(units, rule, threshold)
+    links = {(i, j) for i, su in enumerate(src.unit_of_token) for j, tu in enumerate(tgt.unit_of_token)
+             if (su, tu) in unit_links}
     return Alignment(src.tokens, tgt.tokens, links, weights, src.unknown, tgt.unknown)
