@@ -246,8 +246,7 @@ def draw_pictures(models: dict[str, Path], count: int = 3, max_tokens: int = 14,
             chosen = sorted(short, key=lambda k: (-disagreement(found[k].links, gold[k]), k))[:count]
         for n, k in enumerate(chosen, 1):
             a = found[k]
-            title = (f"{name}: Hansards test sentence {k + 1}; squares/circles = gold sure/possible, "
-                     f"crosses = argmax links ({disagreement(a.links, gold[k])} disagree)")
+            title = f"{name}: Hansards test sentence {k + 1}, {disagreement(a.links, gold[k])} links disagree with gold"
             paths.append(plot_links(a.weights, a.source_tokens, a.target_tokens, out / f"alignment-{name}-{n}.png",
                                     gold=gold[k], links=a.links, title=title))
     return paths
