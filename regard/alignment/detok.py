@@ -125,7 +125,16 @@ def piece_units(piece_spans: list[tuple[int, int]], token_spans: list[tuple[int,
     no token (a lone "▁" before punctuation) joins the next subword's unit, or the last one.
     Units are numbered 0, 1, ... without gaps.
     """
-    touched = [{t for t, (c, d) in enumerate(token_spans) if a < d and c < b} for a, b in piece_spans]
+    touched, first = [], 0  # both in order: the tokens a subword overlaps start at ``first``
+    for a, b in piece_spans:
+        while first < len(token_spans) and token_spans[first][1] <= a:
+            first += 1
+        hit, t = set(), first
+        while t < len(token_spans) and token_spans[t][0] < b:
+            if a < token_spans[t][1]:
+                hit.add(t)
+            t += 1
+        touched.append(hit)
     units: list[int | None] = []
     unit, last = -1, set()
     for tokens in touched:
